@@ -1,0 +1,102 @@
+"""Accelerator set-up shared by every training method: devices, precision, seeding, threads,
+and the guard against a multi-process launch that silently came up as one process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+from ..config import Recipe
+
+logger = logging.getLogger("hfgen")
+
+
+class LaunchError(RuntimeError):
+    """The processes that came up are not the ones the launch or the recipe asked for."""
+
+
+def build_accelerator(recipe: Recipe, log_with: list | None = None) -> Accelerator:
+    """An `Accelerator` for `recipe.train`: mixed precision, gradient accumulation, trackers
+    rooted in `output_dir/logs`, seeded RNGs (a different stream per process), and torch
+    threads set to the cores this process may use."""
+    train = recipe.train
+    if train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise LaunchError(
+            f"{recipe.source}: train.mixed_precision: 'fp16' needs a GPU; on CPU use 'bf16' (or 'no')"
+        )
+    accelerator = Accelerator(
+        mixed_precision=train.mixed_precision,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        log_with=log_with,
+        project_config=ProjectConfiguration(
+            project_dir=train.output_dir, logging_dir=os.path.join(train.output_dir, "logs")
+        ),
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
+        step_scheduler_with_optimizer=False,  # schedulers are stepped once per optimizer step
+    )
+    check_process_count(accelerator, expected=train.num_processes, source=recipe.source)
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(cpu_threads_per_process(train.cpu_threads))
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_local_main_process else logging.WARNING,
+    )
+    return accelerator
+
+
+def seed_everything(seed: int, accelerator: Accelerator, per_process: bool) -> None:
+    """Seed python, numpy and torch. Models are built with the same seed on every process
+    (`per_process=False`); the training noise then gets a stream per process (`per_process=True`)."""
+    set_seed(seed + (accelerator.process_index if per_process else 0))
+
+
+def check_process_count(accelerator: Accelerator, expected: int | None, source: str | None = None) -> None:
+    """Refuse to train when the launch asked for several processes but only one came up.
+
+    `accelerate launch --cpu --num_processes 2` starts ONE process (it only hands multi-CPU
+    runs to MPI) yet sets MASTER_ADDR; training would go on, silently, at half the batch.
+    """
+    launched_for_several = "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ and not any(
+        key in os.environ for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    )
+    if accelerator.num_processes == 1 and launched_for_several:
+        raise LaunchError(
+            "accelerate launch asked for several processes but only 1 came up (this is what "
+            "`--cpu --num_processes N` does). For N CPU processes run: "
+            "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ..."
+        )
+    if expected is not None and expected != accelerator.num_processes:
+        raise LaunchError(
+            f"{source or 'recipe'}: train.num_processes is {expected} but {accelerator.num_processes} "
+            "process(es) came up; fix the launch command or the recipe"
+        )
+
+
+def cpu_threads_per_process(requested: int | None = None) -> int:
+    """Torch threads for one process: `requested`, else the usable cores shared among the
+    processes of this machine. (`accelerate launch` sets OMP_NUM_THREADS=1, which would leave
+    a single-process CPU run on one core.)"""
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, cores // local_processes)
+
+
+@torch.no_grad()
+def sync_buffers(accelerator: Accelerator, *modules: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over processes.
+
+    DDP keeps parameters identical but lets every rank update its own running statistics from
+    its own batches; before a checkpoint or the final save, every rank must hold the same model.
+    """
+    if accelerator.num_processes == 1:
+        return
+    for module in modules:
+        for buffer in accelerator.unwrap_model(module).buffers():
+            if buffer.is_floating_point():
+                buffer.copy_(accelerator.reduce(buffer.clone(), reduction="mean"))

@@ -1,0 +1,29 @@
+"""Building the model a recipe names: from scratch (`model.type` + config fields) or from a
+pretrained folder / Hub id (`model.pretrained`, further keys override its config)."""
+
+from __future__ import annotations
+
+from ..config import Recipe, RecipeError, config_field_names
+
+
+def build_model(recipe: Recipe, auto_class=None, **config_overrides):
+    """Instantiate the recipe's model with `auto_class` (default `AutoModel`).
+
+    `config_overrides` are set by the training method (e.g. `num_classes` read off the data);
+    they win over the recipe's fields only where the recipe left the field unset.
+    """
+    import hfgen.models  # noqa: F401  (registers hfgen's model types)
+    from transformers import AutoConfig, AutoModel
+
+    auto_class = auto_class or AutoModel
+    spec = recipe.model
+    fields = {**config_overrides, **spec.config}
+    if spec.type is not None:
+        config = AutoConfig.for_model(spec.type, **fields)
+        return auto_class.from_config(config)
+    config = AutoConfig.from_pretrained(spec.pretrained, revision=spec.revision)
+    allowed = config_field_names(type(config))
+    for key in fields:
+        if key not in allowed:
+            raise RecipeError(f"{recipe.source}: unknown key 'model.{key}' for the config of {spec.pretrained!r} ({type(config).__name__})")
+    return auto_class.from_pretrained(spec.pretrained, revision=spec.revision, dtype="float32", **fields)
