@@ -340,7 +340,9 @@ def _coerce(value: Any, tp: Any, where: str, key: str) -> Any:
             raise errors[0]
         raise RecipeError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
-        if value in args:
+        if value is False and "no" in args:  # YAML 1.1 reads a bare `no` as false
+            return "no"
+        if value in args and not isinstance(value, bool):
             return value
         raise RecipeError(f"{where}: {key}: {value!r} is not one of {list(args)}")
     if dataclasses.is_dataclass(tp):

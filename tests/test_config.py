@@ -68,6 +68,10 @@ def test_wrong_type_names_key_and_value(recipe_file):
         load_recipe(recipe_file(), ["train.overwrite=3"])
 
 
+def test_bare_no_in_yaml_means_the_string_no(recipe_file):
+    assert load_recipe(recipe_file(), ["train.mixed_precision=no"]).train.mixed_precision == "no"
+
+
 def test_int_is_accepted_for_float_but_bool_is_not_an_int(recipe_file):
     assert load_recipe(recipe_file(), ["train.learning_rate=1"]).train.learning_rate == 1.0
     with pytest.raises(RecipeError, match="expected int"):

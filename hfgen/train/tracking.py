@@ -127,16 +127,19 @@ def total_training_steps(recipe: Recipe, batches_per_epoch: int) -> int:
     return train.num_epochs * math.ceil(batches_per_epoch / train.gradient_accumulation_steps)
 
 
-def iterate_batches(accelerator: Accelerator, loader, state: TrainState) -> Iterator:
-    """Yield batches of a prepared loader epoch after epoch (forever; the caller stops at its
-    step budget), resuming mid-epoch from `state` and keeping `state.epoch`/`batches_in_epoch`
-    current."""
-    while True:
+def iterate_batches(accelerator: Accelerator, loader, state: TrainState, total_steps: int) -> Iterator:
+    """Yield batches of a prepared loader epoch after epoch until `state.step` reaches
+    `total_steps`, resuming mid-epoch from `state` and keeping `state.epoch`/`batches_in_epoch`
+    current. The budget is checked before a batch is counted, so a checkpoint written after the
+    last step records exactly the batches that were trained on."""
+    while state.step < total_steps:
         # through the prepared loader, not the sampler: accelerate's loader re-sets its sampler's
         # epoch from its own iteration counter at every pass, which a resumed run must move too
         loader.set_epoch(state.epoch)
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         for batch in epoch_loader:
+            if state.step >= total_steps:
+                return
             state.batches_in_epoch += 1
             yield batch
         state.epoch += 1

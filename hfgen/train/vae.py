@@ -87,9 +87,7 @@ def run(recipe: Recipe) -> Path:
     bar = progress_bar(accelerator, total_steps, state.step, desc="vae")
     started, images_seen = time.perf_counter(), 0
     results: dict = {}
-    for batch in iterate_batches(accelerator, loader, state):
-        if state.step >= total_steps:
-            break
+    for batch in iterate_batches(accelerator, loader, state, total_steps):
         pixel_values = to_float(batch["pixel_values"])  # (batch, channels, height, width) in [0, 1]
         if data.random_flip:
             pixel_values = random_horizontal_flip(pixel_values)

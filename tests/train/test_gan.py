@@ -54,3 +54,41 @@ def test_generate_script_writes_a_grid(write_recipe, tmp_path):
     assert grid.size[0] > grid.size[1] > 28  # 4 columns x 2 rows
     with pytest.raises(SystemExit):
         generate_main(["--model", str(out), "--num-images", "8", "--out", str(tmp_path / "g.png"), "--labels", "giraffe"])
+
+
+def test_bad_input_fails_before_training_naming_the_key(write_recipe, tmp_path):
+    from hfgen.data import DatasetError
+
+    with pytest.raises(DatasetError, match=r"data\.image_column='img' not found.*columns present: \['image', 'label'\]"):
+        run(load_recipe(write_recipe("gan", "data.image_column=img")))
+    with pytest.raises(DatasetError, match=r"data\.train_split='training': no such split.*\['train', 'test'\]"):
+        run(load_recipe(write_recipe("gan", "data.train_split=training")))
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing was trained
+
+
+def test_corrupt_images_in_a_folder_fail_or_are_skipped_by_the_recipe_switch(write_recipe, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hfgen.data import DatasetError
+
+    folder = tmp_path / "garments" / "train"
+    for label in ("shirt", "boot"):
+        (folder / label).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(np.full((20, 20, 3), 30 * i, dtype=np.uint8)).save(folder / label / f"{i}.png")
+    (folder / "boot" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="broken.png"):
+        run(load_recipe(write_recipe("gan", f"data.dataset={folder.parent}", "data.eval_split=null")))
+    out = run(load_recipe(write_recipe("gan", f"data.dataset={folder.parent}", "data.eval_split=null", "data.on_bad_image=skip", "train.max_steps=2")))
+    assert (out / "model.safetensors").is_file()
+
+
+def test_pretrain_script_reports_recipe_errors_with_file_and_key(write_recipe, capsys):
+    from hfgen.cli import pretrain_main
+
+    path = write_recipe("gan")
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain_main(["--recipe", str(path), "train.batchsize=3"])
+    assert exit_info.value.code == 2
+    assert f"{path}: unknown key 'train.batchsize'; did you mean 'train.batch_size'" in capsys.readouterr().err

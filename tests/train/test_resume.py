@@ -118,3 +118,14 @@ def test_resume_from_an_explicit_checkpoint(write_recipe, tmp_path):
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-00000006", "checkpoint-00000008"]
     with pytest.raises(OutputDirError, match="not a complete hfgen checkpoint"):
         run(load_recipe(write_recipe("vae", f"train.resume={tmp_path}", f"train.output_dir={tmp_path / 'x'}", name="bad.yaml")))
+
+
+@pytest.mark.parametrize("first_steps", [2, 3])  # mid-epoch, and the end of epoch 0 (6 batches, 2 per step)
+def test_resume_with_gradient_accumulation_is_exact(write_recipe, tmp_path, first_steps):
+    accumulate = ["train.gradient_accumulation_steps=2", "vae.kl_warmup_steps=6", "train.sample_every=null"]
+    reference = run(load_recipe(write_recipe("vae", *accumulate, "train.max_steps=8", f"train.output_dir={tmp_path / 'ref'}", name="ref.yaml")))
+    first = run(load_recipe(write_recipe("vae", *accumulate, f"train.max_steps={first_steps}", f"train.output_dir={tmp_path / 'first'}", name="first.yaml")))
+    checkpoint = list_checkpoints(first)[-1]
+    assert checkpoint.name == f"checkpoint-{first_steps:08d}"
+    resumed = run(load_recipe(write_recipe("vae", *accumulate, "train.max_steps=8", f"train.output_dir={tmp_path / 'resumed'}", f"train.resume={checkpoint}", name="resumed.yaml")))
+    assert_same_weights(resumed, reference)
