@@ -1,0 +1,1 @@
+"""Metrics: classification metrics, and sample-quality metrics (FID/KID/precision-recall) for generators."""
