@@ -1,0 +1,209 @@
+"""`mlm` workload: hfgen's masked-LM training step against the plain transformers path.
+
+The peer is the training loop of transformers' `examples/pytorch/language-modeling/run_mlm_no_trainer.py`:
+documents tokenised with their own [CLS]/[SEP] and concatenated into `max_length` blocks (`group_texts`),
+`DataCollatorForLanguageModeling` (dynamic 80/10/10 masking at 0.15) and `BertForMaskedLM(**batch)` with its
+full prediction head, torch's default AdamW with BERT's no-decay groups, bf16 autocast. hfgen's side is built
+from the functions `method: mlm` runs (`PackedSequences` + `build_dataloader`, `mask_tokens`,
+`MaskedLMObjective` with sparse prediction, `set_attention` (eager attention on CPU), `build_optimizer` with fused
+AdamW on CPU). Both train the same config (the 4 x 256 BERT of `recipes/pretrain/mlm_bert_small_corpus.yaml`,
+MiniLM's 30,522-token vocabulary, 128-token sequences) from the same initial weights on the same documents,
+with the same batch size, learning rate, precision (bf16 autocast) and torch threads (the cores this process
+may use, or `$HFGEN_BENCHMARK_THREADS`: on a machine shared with other jobs, 1 thread avoids OpenMP waiting on
+a descheduled partner thread, which slows every small op and so hides the difference).
+
+The two loops run in one process, one step of each in turn, so both see the same machine load (the 2-core
+machines are shared: a sequential A-then-B timing swings by 2x with the neighbours' jobs). Throughput is
+tokens/s over the timed steps (all but the first two of each: data, masking, forward, backward, optimizer),
+and, robust to load spikes, the median over rounds of the peer's step time over hfgen's;
+"loss per token seen" compares the mean masked-token loss over the last quarter of the steps, after the same
+number of tokens. The full run adds a third arm, hfgen's loop with the full head, to split the gain between
+packing/loop and sparse prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+
+# the model of recipes/pretrain/mlm_bert_small_corpus.yaml (no dropout, as Cramming), for both arms
+MODEL = {"type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
+         "max_position_embeddings": 128, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+MAX_LENGTH, MASK_RATE, LEARNING_RATE, WEIGHT_DECAY, SEED = 128, 0.15, 5.0e-4, 0.01, 0
+
+
+def _documents(name: str, count: int) -> list[str]:
+    from hfgen.data import build_dataset
+
+    rows = build_dataset(name)["train"].shuffle(seed=SEED).select(range(count))
+    return [text for text in rows["text"] if text and text.strip()]
+
+
+def train_peer(documents: list[str], tokenizer, steps: int, batch_size: int, mixed_precision: str) -> dict:
+    """run_mlm_no_trainer.py's data pipeline and loop (without the Accelerator wrapper, which adds nothing on one CPU process)."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, DataCollatorForLanguageModeling
+
+    from hfgen.train.param_groups import parameter_groups
+
+    # tokenize_function + group_texts, as the example does with --max_seq_length 128 (no --line_by_line)
+    ids = [i for row in tokenizer(documents, return_special_tokens_mask=False, verbose=False)["input_ids"] for i in row]
+    total = len(ids) // MAX_LENGTH * MAX_LENGTH
+    examples = [{"input_ids": ids[i : i + MAX_LENGTH]} for i in range(0, total, MAX_LENGTH)]
+    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=MASK_RATE)
+    torch.manual_seed(SEED)
+    fields = {k: v for k, v in MODEL.items() if k != "type"}
+    config = AutoConfig.for_model(MODEL["type"], **fields, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    model = AutoModelForMaskedLM.from_config(config).train()
+    loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=collator, drop_last=True)
+    optimizer = torch.optim.AdamW(parameter_groups(model, LEARNING_RATE, 0.01), lr=LEARNING_RATE)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
+    losses, done, started = [], 0, time.perf_counter()
+    while done < steps:
+        for batch in loader:
+            with autocast:
+                outputs = model(**batch)
+            outputs.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(outputs.loss.item())
+            done += 1
+            if done == steps:
+                break
+    elapsed = time.perf_counter() - started
+    return {"tokens_per_s": steps * batch_size * MAX_LENGTH / elapsed, "seconds": elapsed, "losses": losses}
+
+
+class _PeerLoop:
+    """run_mlm_no_trainer.py's data pipeline and loop (without its Accelerator wrapper, a no-op on one CPU process)."""
+
+    def __init__(self, documents, tokenizer, model, batch_size, mixed_precision):
+        from transformers import DataCollatorForLanguageModeling
+
+        from hfgen.train.param_groups import parameter_groups
+
+        # tokenize_function + group_texts, as the example does with --max_seq_length 128 (no --line_by_line)
+        ids = [i for row in tokenizer(documents, verbose=False)["input_ids"] for i in row]
+        total = len(ids) // MAX_LENGTH * MAX_LENGTH
+        examples = [{"input_ids": ids[i : i + MAX_LENGTH]} for i in range(0, total, MAX_LENGTH)]
+        collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=MASK_RATE)
+        self.loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=collator, drop_last=True,
+                                                  generator=torch.Generator().manual_seed(SEED))
+        self.batches = iter(self.loader)
+        self.model = model.train()
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, LEARNING_RATE, WEIGHT_DECAY), lr=LEARNING_RATE)
+        self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
+
+    def step(self) -> float:
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
+        with self.autocast():
+            outputs = self.model(**batch)
+        outputs.loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return outputs.loss.item()
+
+
+class _HfgenLoop:
+    """The step of `hfgen.train.mlm.run`, from the same functions."""
+
+    def __init__(self, documents, tokenizer, model, batch_size, mixed_precision, sparse_prediction=True):
+        from hfgen.config import TrainSection
+        from hfgen.data.collators import mask_tokens
+        from hfgen.data.text import PackedSequences
+        from hfgen.train.mlm import MaskedLMObjective, set_attention
+        from hfgen.train.optim import build_optimizer
+        from hfgen.train.param_groups import parameter_groups
+        from hfgen.train.tracking import build_dataloader
+
+        sequences = PackedSequences.from_texts(documents, tokenizer, MAX_LENGTH)
+        self.loader = build_dataloader(sequences, batch_size, seed=SEED, shuffle=True, drop_last=True)
+        self.batches, self.epoch = iter(self.loader), 0
+        self.attention = set_attention(model, "auto", torch.device("cpu"))  # as `method: mlm` does (mlm.attention: auto)
+        self.objective = MaskedLMObjective(model.train(), sparse=sparse_prediction)
+        train = TrainSection(output_dir="unused", learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+        self.optimizer = build_optimizer(parameter_groups(model, LEARNING_RATE, WEIGHT_DECAY), train, fused=True)
+        special = sorted(set(tokenizer.all_special_ids))
+        self.mask = lambda ids: mask_tokens(ids, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                                            special_token_ids=special, mask_rate=MASK_RATE)
+        self.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
+
+    def step(self) -> float:
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self.epoch += 1
+            self.loader.batch_sampler.sampler.set_epoch(self.epoch)
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
+        input_ids, labels = self.mask(batch["input_ids"])
+        with self.autocast():
+            loss, _, _ = self.objective(input_ids, labels)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+def _model(tokenizer):
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    torch.manual_seed(SEED)
+    fields = {k: v for k, v in MODEL.items() if k != "type"}
+    config = AutoConfig.for_model(MODEL["type"], **fields, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def run(quick: bool = False) -> dict:
+    """Train the arms in turn, one step each, for the same number of steps; compare tokens/s and the loss
+    after the same number of tokens."""
+    import copy
+
+    from hfgen.pretrained import resolve_pretrained
+    from hfgen.train.accelerator import cpu_threads_per_process
+    from hfgen.train.tokenizer import load_tokenizer
+
+    steps, batch_size, precision = (12, 32, "bf16") if quick else (60, 32, "bf16")
+    torch.set_num_threads(int(os.environ.get("HFGEN_BENCHMARK_THREADS", 0)) or cpu_threads_per_process())
+    tokenizer = load_tokenizer(resolve_pretrained("minilm"))  # MiniLM's 30,522-token uncased WordPiece
+    documents = _documents("text_corpus", 4000 if quick else 20000)
+    model = _model(tokenizer)  # every arm starts from these weights
+    arms = {"hfgen": _HfgenLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision),
+            "peer": _PeerLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision)}
+    if not quick:
+        arms["hfgen_full_head"] = _HfgenLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision, sparse_prediction=False)
+    seconds = {name: [] for name in arms}
+    losses = {name: [] for name in arms}
+    for _ in range(steps):
+        for name, arm in arms.items():
+            started = time.perf_counter()
+            losses[name].append(arm.step())
+            seconds[name].append(time.perf_counter() - started)
+    tokens = batch_size * MAX_LENGTH
+    last = max(1, steps // 4)
+
+    def summary(name):
+        timed = seconds[name][2:]  # the first steps pay for allocation and kernel selection
+        return {"tokens_per_s": tokens * len(timed) / sum(timed), "median_step_s": statistics.median(timed),
+                "last_quarter_loss": sum(losses[name][-last:]) / last, "first_loss": losses[name][0]}
+
+    result = {
+        "workload": "mlm",
+        "settings": {"steps": steps, "batch_size": batch_size, "max_length": MAX_LENGTH, "precision": precision, "mask_rate": MASK_RATE,
+                     "learning_rate": LEARNING_RATE, "model": MODEL, "vocab_size": len(tokenizer), "documents": len(documents),
+                     "threads": torch.get_num_threads(), "timing": "arms interleaved step by step; first 2 steps of each untimed"},
+        "hfgen": summary("hfgen"),
+        "peer": {"name": "transformers run_mlm_no_trainer.py loop (group_texts, DataCollatorForLanguageModeling, full head)", **summary("peer")},
+    }
+    result["ratio"] = result["hfgen"]["tokens_per_s"] / result["peer"]["tokens_per_s"]
+    # each round's two steps ran back to back under the same load: the median of their ratios is robust to load spikes
+    result["ratio_median_of_rounds"] = statistics.median(p / h for p, h in zip(seconds["peer"][2:], seconds["hfgen"][2:]))
+    if "hfgen_full_head" in arms:
+        result["hfgen_full_head"] = summary("hfgen_full_head")
+    return result

@@ -1,0 +1,314 @@
+"""`method: contrastive` — sentence embeddings trained with InfoNCE over in-batch negatives.
+
+- `objective: simcse` — unsupervised SimCSE (Gao et al. 2021): every text of the batch is encoded twice, the
+  two dropout masks being the only augmentation; each text must pick its own second encoding among those of
+  the whole global batch (temperature 0.05). Optional MLP over the pooled embedding, used in training only.
+- `objective: pairs` — supervised pairs (Sentence-BERT's MultipleNegativesRankingLoss): `data.text_column`
+  anchors, `data.text_pair_column` positives, optional `contrastive.negative_column` hard negatives.
+
+Under several processes the negatives come from every rank, with gradients flowing back to the rank that
+produced them (`hfgen.losses.nt_xent`): 2 processes x N texts train exactly like 1 process x 2N.
+
+The result is an `hfgen-sentence-encoder` (encoder + pooling config; `AutoModel`, `model.encode(texts)`), saved
+with its tokenizer and the sentence-transformers files, so `SentenceTransformer(output_dir)` loads it too. A
+retrieval check that needs no Hub data (same-topic recall@k of 20newsgroups test embeddings) runs before and
+after training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import Recipe, RecipeError, config_field_names
+from ..data import build_dataset, require_columns, select_split
+from ..data.text import TextStats, iter_documents, tokenize_batch
+from ..hub import render_model_card
+from ..losses.nt_xent import info_nce_loss
+from ..metrics.retrieval import same_label_recall_at_k
+from .accelerator import build_accelerator, seed_everything
+from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
+from .optim import build_optimizer, build_scheduler
+from .param_groups import parameter_groups
+from .tokenizer import check_vocabulary, load_tokenizer
+from .tracking import build_dataloader, check_finite, iterate_batches, progress_bar, start_tracking, total_training_steps, trackers_for
+
+logger = logging.getLogger("hfgen")
+
+RETRIEVAL_SEED = 0  # the retrieval subset is the same in every run, so before/after figures compare
+
+
+# --------------------------------------------------------------------------------------------
+# Model, head and objective
+# --------------------------------------------------------------------------------------------
+
+
+def build_sentence_encoder(recipe: Recipe, vocab_size: int | None = None):
+    """The recipe's `SentenceEncoderModel`: `model.pretrained` (an hfgen sentence encoder, or any encoder such as
+    MiniLM or an MLM checkpoint, wrapped with `contrastive.pooling`; further `model.*` keys override its config),
+    or from scratch (`model.type: hfgen-sentence-encoder` with an `encoder:` config, or an encoder type such as `bert`,
+    whose `vocab_size` defaults to the tokenizer's, `vocab_size`)."""
+    import hfgen.models  # noqa: F401
+    from transformers import AutoConfig
+
+    from ..models import SentenceEncoderConfig, SentenceEncoderModel
+    from ..pretrained import resolve_pretrained
+
+    spec, pooling = recipe.model, recipe.contrastive.pooling
+    if spec.type == SentenceEncoderConfig.model_type:
+        return SentenceEncoderModel(SentenceEncoderConfig(**{"pooling": pooling, **spec.config}))
+    if spec.type is not None:
+        fields = {**({"vocab_size": vocab_size} if vocab_size else {}), **spec.config}
+        return SentenceEncoderModel(SentenceEncoderConfig(encoder=AutoConfig.for_model(spec.type, **fields), pooling=pooling))
+    path = resolve_pretrained(spec.pretrained)
+    config = AutoConfig.from_pretrained(path, revision=spec.revision)
+    for key in spec.config:
+        allowed = config_field_names(type(config.encoder if isinstance(config, SentenceEncoderConfig) else config))
+        if key not in allowed:
+            raise RecipeError(f"{recipe.source}: unknown key 'model.{key}' for the config of {spec.pretrained!r} ({type(config).__name__})")
+    if isinstance(config, SentenceEncoderConfig):
+        model = SentenceEncoderModel.from_pretrained(path, revision=spec.revision, dtype="float32")
+        model.config.pooling = pooling
+        for key, value in spec.config.items():  # e.g. hidden_dropout_prob: set on the encoder's config and modules
+            setattr(model.config.encoder, key, value)
+        return model
+    return SentenceEncoderModel.from_encoder(path, pooling=pooling, revision=spec.revision, dtype="float32", **spec.config)
+
+
+class ProjectionHead(nn.Module):
+    """SimCSE's training-only MLP over the pooled embedding (dense + tanh, as BERT's pooler)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x))
+
+
+class ContrastiveObjective(nn.Module):
+    """Encoder + optional head as one module (one DDP wrapper): texts -> embeddings split into groups."""
+
+    def __init__(self, model: nn.Module, head: nn.Module | None = None):
+        super().__init__()
+        self.model, self.head = model, head if head is not None else nn.Identity()
+
+    def forward(self, groups: int, repeat: int = 1, **inputs) -> tuple[torch.Tensor, ...]:
+        """`inputs` hold `groups` blocks of n texts each (anchors, positives[, negatives]); `repeat=2` encodes
+        them twice (different dropout masks, SimCSE). Returns groups * repeat tensors of (n, hidden)."""
+        if repeat > 1:
+            inputs = {k: v.repeat(repeat, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+        pooled = self.head(self.model(**inputs).pooled_embeddings)  # (repeat * groups * n, hidden)
+        return tuple(pooled.chunk(groups * repeat))
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def training_examples(recipe: Recipe, stats: TextStats) -> list[dict]:
+    """Training rows as dicts of strings: {"text"} (simcse) or {"anchor", "positive"[, "negative"]} (pairs);
+    rows with an empty text are skipped and counted."""
+    data, options = recipe.data, recipe.contrastive
+    if data.streaming:
+        raise RecipeError(f"{recipe.source}: data.streaming: contrastive training loads its texts in memory; set data.streaming=false")
+    columns = {"data.text_column": data.text_column}
+    if options.objective == "pairs":
+        if data.text_pair_column is None:
+            raise RecipeError(f"{recipe.source}: data.text_pair_column: objective 'pairs' needs the column of positives")
+        columns.update({"data.text_pair_column": data.text_pair_column, "contrastive.negative_column": options.negative_column})
+    dataset = build_dataset(data.dataset)
+    require_columns(dataset, columns, ref=data.dataset)
+    rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
+    if data.max_train_samples is not None:
+        rows = rows.shuffle(seed=recipe.train.seed).select(range(min(data.max_train_samples, len(rows))))
+    if options.objective == "simcse":
+        return [{"text": text} for text in iter_documents(rows[data.text_column], "line", stats)]
+    names = {"anchor": data.text_column, "positive": data.text_pair_column}
+    if options.negative_column:
+        names["negative"] = options.negative_column
+    examples = []
+    for row in rows.select_columns(list(names.values())):
+        stats.rows += 1
+        example = {role: (row[column] or "").strip() for role, column in names.items()}
+        if all(example.values()):
+            examples.append(example)
+            stats.documents += 1
+        else:
+            stats.empty_skipped += 1
+    return examples
+
+
+class ExamplesDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+def collate_texts(tokenizer, max_length: int, stats: TextStats):
+    """Batch of example dicts -> one padded token batch of all their texts, role after role, and the group count."""
+
+    def collate(examples: list[dict]) -> dict:
+        roles = list(examples[0])
+        texts = [example[role] for role in roles for example in examples]  # anchors..., positives..., negatives...
+        return {**tokenize_batch(tokenizer, texts, max_length, stats), "groups": len(roles)}
+
+    return collate
+
+
+def retrieval_set(recipe: Recipe) -> tuple[list[str], list[int]] | None:
+    """(texts, labels) of the labelled retrieval check, or None when `contrastive.retrieval_dataset` is null."""
+    options = recipe.contrastive
+    if not options.retrieval_dataset:
+        return None
+    dataset = build_dataset(options.retrieval_dataset)
+    require_columns(dataset, {"contrastive.retrieval_text_column": options.retrieval_text_column,
+                              "contrastive.retrieval_label_column": options.retrieval_label_column}, ref=options.retrieval_dataset)
+    rows = select_split(dataset, options.retrieval_split, "contrastive.retrieval_split", ref=options.retrieval_dataset)
+    if options.retrieval_max_samples is not None:
+        rows = rows.shuffle(seed=RETRIEVAL_SEED).select(range(min(options.retrieval_max_samples, len(rows))))
+    kept = [(text, label) for text, label in zip(rows[options.retrieval_text_column], rows[options.retrieval_label_column])
+            if text and text.strip()]
+    return [text for text, _ in kept], [label for _, label in kept]
+
+
+def evaluate_retrieval(accelerator, model, retrieval, recipe: Recipe) -> dict:
+    """Same-label recall@k of the retrieval set's embeddings (computed on the main process; the others wait)."""
+    options = recipe.contrastive
+    results: dict = {}
+    if accelerator.is_main_process:
+        started = time.perf_counter()
+        texts, labels = retrieval
+        with accelerator.autocast():
+            embeddings = accelerator.unwrap_model(model).encode(texts, batch_size=recipe.train.eval_batch_size or 64,
+                                                                max_length=options.retrieval_max_length)
+        scores = same_label_recall_at_k(embeddings, labels, ks=options.retrieval_k)
+        results = {f"retrieval_{k}": v for k, v in scores.items()}
+        results["retrieval_texts"] = len(texts)
+        logger.info("retrieval on %s (%d texts, %.0f s): %s", options.retrieval_dataset, len(texts), time.perf_counter() - started, scores)
+    accelerator.wait_for_everyone()
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def run(recipe: Recipe) -> Path:
+    """Train the recipe's sentence encoder; returns the output folder holding the final model and tokenizer.
+    An hfgen image encoder as the model runs SimCLR instead (hfgen.train.contrastive_images)."""
+    from .image_inputs import is_image_model
+
+    if is_image_model(recipe):
+        from .contrastive_images import run as run_simclr
+
+        return run_simclr(recipe)
+    options, train, data = recipe.contrastive, recipe.train, recipe.data
+    accelerator = build_accelerator(recipe, log_with=trackers_for(recipe))
+    resume_from = prepare_output_dir(recipe, accelerator)
+    seed_everything(train.seed, accelerator, per_process=False)
+
+    if options.tokenizer:
+        tokenizer = load_tokenizer(options.tokenizer, key=f"{recipe.source}: contrastive.tokenizer")
+    elif recipe.model.pretrained:
+        from ..pretrained import resolve_pretrained
+
+        tokenizer = load_tokenizer(resolve_pretrained(recipe.model.pretrained), recipe.model.revision,
+                                   key=f"{recipe.source}: model.pretrained (set contrastive.tokenizer)")
+    else:
+        raise RecipeError(f"{recipe.source}: contrastive.tokenizer: a model from scratch needs a tokenizer (folder or Hub id)")
+    model = build_sentence_encoder(recipe, vocab_size=len(tokenizer))
+    check_vocabulary(model, tokenizer, recipe.source)
+    model.set_tokenizer(tokenizer)
+
+    stats = TextStats()
+    examples = training_examples(recipe, stats)
+    logger.info("%d training examples (%d rows with an empty text skipped)", len(examples), stats.empty_skipped)
+    loader = build_dataloader(ExamplesDataset(examples), train.batch_size, seed=train.seed, shuffle=True, drop_last=True,
+                              num_workers=data.num_workers, collate_fn=collate_texts(tokenizer, options.max_length, stats))
+    retrieval = retrieval_set(recipe)
+
+    head = ProjectionHead(model.config.hidden_size) if options.mlp_head else None
+    objective = ContrastiveObjective(model, head)
+    optimizer = build_optimizer(parameter_groups(objective, train.learning_rate, train.weight_decay), train,
+                                fused=accelerator.device.type == "cpu" or None)
+    loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
+    total_steps = total_training_steps(recipe, len(loader))
+    scheduler = build_scheduler(optimizer, train, total_steps)
+    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    results: dict = {}
+    if resume_from is not None:
+        load_checkpoint(accelerator, resume_from, state)
+    else:
+        if retrieval is not None:  # the "before" figures
+            results.update({f"initial_{k}": v for k, v in evaluate_retrieval(accelerator, model, retrieval, recipe).items()})
+        seed_everything(train.seed, accelerator, per_process=True)
+    start_tracking(accelerator, recipe)
+    repeat = 2 if options.objective == "simcse" else 1
+
+    bar = progress_bar(accelerator, total_steps, state.step, desc="contrastive")
+    started, texts_seen, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
+    for batch in iterate_batches(accelerator, loader, state, total_steps):
+        groups = batch.pop("groups")
+        with accelerator.accumulate(objective):
+            embeddings = objective(groups, repeat, **batch)  # (anchors, positives[, negatives]), each (n, hidden)
+            anchors, positives = embeddings[0], embeddings[1]
+            negatives = embeddings[2] if len(embeddings) > 2 else None
+            loss = info_nce_loss(anchors, positives, negatives, options.temperature, options.gather_across_processes)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and train.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(objective.parameters(), train.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
+        texts_seen += anchors.shape[0] * accelerator.num_processes
+        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        state.step += 1
+        bar.update(1)
+
+        if state.step % train.log_every == 0 or state.step == total_steps:
+            rate = texts_seen / (time.perf_counter() - started)
+            logs = {"loss": loss_sum / loss_count, "lr": scheduler.get_last_lr()[0], "examples_per_s": rate,
+                    "truncated_texts": stats.truncated, "epoch": state.epoch}
+            loss_sum, loss_count = 0.0, 0
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", ex_s=f"{rate:.0f}")
+            accelerator.log(logs, step=state.step)
+        if retrieval is not None and train.eval_every and state.step % train.eval_every == 0 and state.step < total_steps:
+            accelerator.log(evaluate_retrieval(accelerator, model, retrieval, recipe), step=state.step)
+        if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
+            save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
+    bar.close()
+
+    save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
+    elapsed = time.perf_counter() - started
+    results.update({"train_examples_per_s": texts_seen / elapsed if texts_seen else None, "train_seconds": elapsed,
+                    "steps": state.step, **stats.as_dict("train_")})
+    if retrieval is not None:
+        final = evaluate_retrieval(accelerator, model, retrieval, recipe)
+        results.update(final)
+        accelerator.log(final, step=state.step)
+    unwrapped = accelerator.unwrap_model(objective).model
+    card = ""
+    if accelerator.is_main_process:
+        write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
+        tokenizer.save_pretrained(train.output_dir)
+        card = render_model_card("sentence_encoder", recipe=recipe, model=unwrapped, results=results)
+    save_final_model(accelerator, unwrapped, train.output_dir, {"README.md": card} if accelerator.is_main_process else None)
+    accelerator.end_training()
+    return Path(train.output_dir)
