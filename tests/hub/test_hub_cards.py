@@ -1,0 +1,59 @@
+"""Model cards: every template in model_cards/ is rendered by a real run, its metadata is what the Hub
+understands, and its usage code runs against the saved folder."""
+
+import re
+
+import pytest
+from huggingface_hub import ModelCard
+
+import hfgen
+from hfgen.hub import LOCAL_MODEL_ID, PIPELINE_TAGS, TEMPLATES_DIR
+
+from .families import FAMILIES, PENDING
+
+FAMILY_IDS = [f.name for f in FAMILIES]
+
+
+def test_hub_every_card_template_is_covered_by_a_family():
+    templates = {path.stem for path in TEMPLATES_DIR.glob("*.md")}
+    missing = templates - set(FAMILY_IDS) - set(PENDING)
+    assert not missing, f"model_cards/{sorted(missing)}.md: add a HubFamily line for it in tests/hub/families.py"
+    assert set(PENDING) <= templates - set(FAMILY_IDS), "a pending family is covered now: remove it from PENDING"
+
+
+@pytest.mark.parametrize("name", FAMILY_IDS)
+def test_hub_card_metadata_parses_as_the_hub_reads_it(pushed_families, name):
+    _, _, pushed = pushed_families
+    p = pushed[name]
+    text = (p.folder / "README.md").read_text()
+
+    card = ModelCard(text)
+
+    data = card.data
+    assert data.library_name == "transformers"
+    assert {"hfgen", p.family.method} <= set(data.tags)
+    assert data.datasets and data.license
+    assert data.pipeline_tag == (p.family.pipeline_tag or PIPELINE_TAGS[p.family.method])
+    if any(key.startswith("eval_") for key in (p.folder / "eval_results.json").read_text().split('"')):
+        assert data.eval_results, "eval_* results belong in the model-index"
+        assert all(result.metric_value is not None and result.dataset_name for result in data.eval_results)
+    assert f"hfgen {hfgen.__version__}" in card.text
+    assert "## Limitations" in card.text
+    if p.family.method in ("gan", "vae"):
+        assert "sample_grid.png" in card.text and (p.folder / "sample_grid.png").is_file()
+
+
+@pytest.mark.parametrize("name", FAMILY_IDS)
+def test_hub_card_usage_code_runs_against_the_saved_folder(pushed_families, name, tmp_path, monkeypatch):
+    _, _, pushed = pushed_families
+    p = pushed[name]
+    card = (p.folder / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
+    assert snippets and all(LOCAL_MODEL_ID in code for code in snippets)
+    assert all(len([line for line in code.splitlines() if line.strip()]) <= 6 for code in snippets)
+
+    monkeypatch.chdir(tmp_path)
+    for code in snippets:
+        scope = {"__name__": "card_snippet"}
+        exec(p.family.snippet_setup, scope)  # noqa: S102  (the user's own inputs the card names)
+        exec(code.replace(LOCAL_MODEL_ID, str(p.folder)), scope)  # noqa: S102  (our own card)
