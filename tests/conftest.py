@@ -51,3 +51,17 @@ def tiny_image_folder(tmp_path, hfgen_cache_tmp):
                 pixels = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(root / split / label / f"{index}.png")
     return root
+
+
+# --- process-wide state -----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Training sets torch's thread count for the process (hfgen.train.accelerator); put it back so
+    a test's numerics never depend on which tests ran before it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -22,6 +22,7 @@ from ..data import normalize_to_symmetric, random_horizontal_flip, to_float
 from ..hub import render_model_card
 from ..losses.adversarial import discriminator_loss, generator_loss
 from .accelerator import build_accelerator, seed_everything, sync_buffers
+from .generator_eval import GeneratorEvaluation, final_sample_quality
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
@@ -95,6 +96,8 @@ def run(recipe: Recipe) -> Path:
         accelerator.register_for_checkpointing(ema)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    evaluation = GeneratorEvaluation(recipe, accelerator.device)
+    accelerator.register_for_checkpointing(evaluation)
     if resume_from is not None:
         load_checkpoint(accelerator, resume_from, state)  # restores every process's RNG too
     else:
@@ -155,20 +158,27 @@ def run(recipe: Recipe) -> Path:
             with generator_for_sampling(model, ema, accelerator.device):
                 grid = model.generate(options.num_sample_images, seed=SAMPLE_SEED, labels=sample_labels)
             save_image_grid(grid, Path(train.output_dir) / "samples" / f"step-{state.step:08d}.png")
+        if evaluation.enabled and train.eval_every and state.step % train.eval_every == 0 and state.step < total_steps:
+            if accelerator.is_main_process:
+                with generator_for_sampling(model, ema, accelerator.device):
+                    accelerator.log(evaluation.evaluate(model, state.step), step=state.step)
+            accelerator.wait_for_everyone()
         if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
             sync_buffers(accelerator, generator, discriminator)
             save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
     bar.close()
 
+    elapsed = time.perf_counter() - started  # the training loop alone, for images/s
     sync_buffers(accelerator, generator, discriminator)
     save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    elapsed = time.perf_counter() - started
     results = {"train_images_per_s": images_seen / elapsed if images_seen else None, "train_seconds": elapsed, "steps": state.step}
     if accelerator.is_main_process:
         with generator_for_sampling(model, ema, accelerator.device):
             grid = model.generate(options.num_sample_images, seed=SAMPLE_SEED, labels=sample_labels)
             save_image_grid(grid, Path(train.output_dir) / "samples" / "final.png")
             save_image_grid(grid, Path(train.output_dir) / "sample_grid.png")
+            results.update(final_sample_quality(evaluation, model, state.step))
+            accelerator.log({k: v for k, v in results.items() if isinstance(v, (int, float))}, step=state.step)
             card = render_model_card("dcgan", recipe=recipe, model=model, results=results)
             write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
             final = copy.deepcopy(model).to("cpu")

@@ -17,6 +17,7 @@ from ..data import ImageDataset, build_dataset, require_columns, save_image_grid
 from ..data import random_horizontal_flip, to_float
 from ..hub import render_model_card
 from .accelerator import build_accelerator, seed_everything
+from .generator_eval import GeneratorEvaluation, final_sample_quality
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
@@ -69,6 +70,8 @@ def run(recipe: Recipe) -> Path:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    evaluation = GeneratorEvaluation(recipe, accelerator.device)
+    accelerator.register_for_checkpointing(evaluation)
     if resume_from is not None:
         load_checkpoint(accelerator, resume_from, state)
     else:
@@ -121,22 +124,27 @@ def run(recipe: Recipe) -> Path:
             bar.set_postfix(loss=f"{logs['loss']:.1f}", kl=f"{logs['kl']:.1f}", img_s=f"{rate:.0f}")
             accelerator.log(logs, step=state.step)
         if eval_loader is not None and train.eval_every and state.step % train.eval_every == 0 and state.step < total_steps:
-            accelerator.log(evaluate_elbo(accelerator, model, eval_loader), step=state.step)
+            metrics = evaluate_elbo(accelerator, model, eval_loader)
+            if evaluation.enabled and accelerator.is_main_process:
+                metrics.update(evaluation.evaluate(unwrapped, state.step))
+            accelerator.log(metrics, step=state.step)
+            accelerator.wait_for_everyone()
         if train.sample_every and state.step % train.sample_every == 0 and accelerator.is_main_process:
             write_samples(f"step-{state.step:08d}.png")
         if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
             save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
     bar.close()
 
+    elapsed = time.perf_counter() - started  # the training loop alone, for images/s
     save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    elapsed = time.perf_counter() - started
     results = {"train_images_per_s": images_seen / elapsed if images_seen else None, "train_seconds": elapsed, "steps": state.step}
     if eval_loader is not None:
         results.update(evaluate_elbo(accelerator, model, eval_loader))
-        accelerator.log(results, step=state.step)
         logger.info("test ELBO per image: %.2f nats", results["eval_elbo"])
     card = ""
     if accelerator.is_main_process:
+        results.update(final_sample_quality(evaluation, unwrapped, state.step))
+        accelerator.log({k: v for k, v in results.items() if isinstance(v, (int, float))}, step=state.step)
         write_samples("final.png")
         (Path(train.output_dir) / "sample_grid.png").write_bytes((Path(train.output_dir) / "samples" / "final.png").read_bytes())
         write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
