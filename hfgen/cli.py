@@ -23,6 +23,65 @@ def pretrain_main(argv: list[str] | None = None) -> None:
     run(recipe)
 
 
+
+def finetune_main(argv: list[str] | None = None) -> None:
+    """`accelerate launch scripts/finetune.py --recipe RECIPE [key.sub=value ...]` (method classifier)."""
+    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model from a recipe (method: classifier).")
+    parser.add_argument("--recipe", required=True, help="path to a recipe YAML, e.g. recipes/finetune/minilm_rotten_tomatoes_critics.yaml")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides such as train.num_epochs=1 data.max_train_samples=2000")
+    args = parser.parse_args(argv)
+    from .config import RecipeError, load_recipe
+    from .data import DatasetError
+    from .train import run
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        run(recipe)
+    except (RecipeError, DatasetError) as err:  # a bad recipe or bad data: the message says what to fix
+        parser.exit(2, f"error: {err}\n")
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    """`python scripts/predict.py --model DIR_OR_REPO --input texts.csv --text-column text --out preds.csv`"""
+    parser = argparse.ArgumentParser(description="Predict labels for a file of texts with a fine-tuned classifier.")
+    parser.add_argument("--model", required=True, help="output folder of a classifier run, or a Hub repo id")
+    parser.add_argument("--input", required=True, help="csv, tsv, json, jsonl or parquet file of texts")
+    parser.add_argument("--text-column", default="text", help="column holding the text (a list of words for token models)")
+    parser.add_argument("--text-pair-column", default=None, help="second text of sentence-pair models")
+    parser.add_argument("--out", required=True, help="file to write (csv, tsv, jsonl or parquet): the input columns plus the predictions")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the tokenizer's limit, at most 512)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label models: a label is predicted above this probability")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit on the Hub")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    args = parser.parse_args(argv)
+
+    from .predict import predict_file
+
+    try:
+        path = predict_file(
+            args.model, args.input, args.out, text_column=args.text_column, text_pair_column=args.text_pair_column,
+            batch_size=args.batch_size, max_length=args.max_length, threshold=args.threshold,
+            revision=args.revision, device=args.device,
+        )
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
+    print(path)
+
+
+def benchmark_main(argv: list[str] | None = None) -> None:
+    """`python scripts/benchmark.py WORKLOAD [--quick] [--json PATH]`"""
+    from .benchmarks import WORKLOADS, run_workload
+
+    parser = argparse.ArgumentParser(description="Measure hfgen against the reference implementation of a workload.")
+    parser.add_argument("workload", choices=sorted(WORKLOADS), help="what to measure")
+    parser.add_argument("--quick", action="store_true", help="a small slice: minutes instead of the full run")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per contender (workloads that support it, e.g. finetune)")
+    args = parser.parse_args(argv)
+    run_workload(args.workload, quick=args.quick, json_path=args.json, threads=args.threads)
+
+
 def generate_main(argv: list[str] | None = None) -> None:
     """`python scripts/generate.py --model DIR_OR_REPO --num-images 64 --out grid.png`"""
     parser = argparse.ArgumentParser(description="Sample a PNG grid from an hfgen image generator (DCGAN, VAE).")
@@ -92,10 +151,36 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         write_json_atomic(args.out, results)
 
 
+def push_main(argv: list[str] | None = None) -> None:
+    """`python scripts/push.py --model DIR --repo-id NS/NAME [--private] [--revision BRANCH] [--commit-message MSG]`"""
+    parser = argparse.ArgumentParser(
+        description="Push a finished training folder (model, card, results, recipe) to the Hugging Face Hub in one commit. "
+        "The token comes from HF_TOKEN or `hf auth login` (never a flag: flags end up in shell history); "
+        "HF_ENDPOINT selects another Hub."
+    )
+    parser.add_argument("--model", required=True, help="a finished run's output folder, or any save_pretrained folder")
+    parser.add_argument("--repo-id", required=True, help="namespace/name; created when missing")
+    parser.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
+    parser.add_argument("--revision", default=None, help="branch to push to, created from main when missing (default: main)")
+    parser.add_argument("--commit-message", default=None)
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to the branch")
+    args = parser.parse_args(argv)
+
+    from .hub import push_to_hub
+
+    try:
+        info = push_to_hub(args.model, args.repo_id, private=args.private, revision=args.revision,
+                           commit_message=args.commit_message, create_pr=args.create_pr)
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
+    print(info.pr_url or info.commit_url)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`hfgen pretrain|generate|evaluate ...`"""
+    """`hfgen pretrain|generate|evaluate|push|finetune|predict|benchmark ...`"""
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"pretrain": pretrain_main, "generate": generate_main, "evaluate": evaluate_main}
+    commands = {"pretrain": pretrain_main, "generate": generate_main, "evaluate": evaluate_main, "push": push_main,
+                "finetune": finetune_main, "predict": predict_main, "benchmark": benchmark_main}
     if not argv or argv[0] not in commands:
         sys.exit(f"usage: hfgen {{{','.join(commands)}}} ...")
     commands[argv[0]](argv[1:])

@@ -58,6 +58,7 @@ class DataSection:
     random_flip: bool = False  # horizontal flips as augmentation (off: Fashion-MNIST is not mirror-symmetric)
     streaming: bool = False  # iterate a larger-than-memory dataset instead of loading it
     num_workers: int = 0  # DataLoader worker processes; 0 keeps the 2-core CPU for compute
+    convert_image_mode: bool = False  # image encoders: convert grey<->RGB images to model.num_channels (grey->RGB copies the channel, RGB->grey is ITU-R 601 luma); false: a mismatch stops the run
 
 
 @dataclass
@@ -94,12 +95,26 @@ class TrainSection:
 
 @dataclass
 class HubSection:
-    """Sharing the final model on the Hugging Face Hub."""
+    """Sharing the final model on the Hugging Face Hub (hfgen.hub). The token comes from the standard
+    places (HF_TOKEN, `hf auth login`), never from the recipe; HF_ENDPOINT picks another Hub."""
 
-    push: bool = False
-    repo_id: str | None = None  # namespace/name
-    private: bool = False
-    revision: str | None = None  # branch to push to; null: main
+    push: bool = False  # push the finished output_dir (model, card, eval_results.json, recipe.yaml, grids) in one commit
+    repo_id: str | None = None  # namespace/name; created when missing
+    private: bool = False  # visibility of a repo created by the push (an existing repo keeps its own)
+    revision: str | None = None  # branch to push to, created from main when missing; null: main
+    push_checkpoints: bool = False  # mirror each resumable checkpoint to checkpoint_branch, and resume from it (resume: auto) on a fresh machine
+    checkpoint_branch: str = "checkpoints"  # branch holding the kept checkpoints, apart from the model's branch
+    commit_message: str | None = None  # message of the final push; null: "Upload <model type> with hfgen"
+
+
+@dataclass
+class FIDSection:
+    """Sample-quality evaluation of an image generator (gan, vae): FID, KID and precision/recall of
+    `num_samples` generated images (fixed seed) against `data.eval_split` (hfgen.metrics)."""
+
+    extractor_model: str | None = None  # domain extractor: an image classifier folder trained on the same data; null: no FID in training
+    num_samples: int = 2000  # generated images per evaluation (and reference images, at most the split)
+    inception_at_end: bool = False  # also score the final model with the standard Inception-v3 (~0.15 s/image on 2 CPU cores)
 
 
 @dataclass
@@ -109,9 +124,9 @@ class GANSection:
     loss: Literal["non_saturating", "hinge"] = "non_saturating"
     generator_learning_rate: float | None = None  # null: train.learning_rate
     discriminator_learning_rate: float | None = None  # null: train.learning_rate
-    discriminator_steps: int = 1  # D updates per G update
     ema_decay: float | None = 0.999  # generator EMA; null to disable. The saved generator is the EMA one.
     num_sample_images: int = 64  # images in each PNG grid, from a fixed seed
+    fid: FIDSection = field(default_factory=FIDSection)  # every train.eval_every steps and at the end; the best model goes to output_dir/best
 
 
 @dataclass
@@ -120,11 +135,144 @@ class VAESection:
 
     kl_warmup_steps: int = 0  # KL weight ramps linearly 0 -> 1 over this many steps (Bowman et al. 2016)
     num_sample_images: int = 64  # images in each PNG grid (prior samples + reconstructions)
+    fid: FIDSection = field(default_factory=FIDSection)  # every train.eval_every steps and at the end; the best model goes to output_dir/best
+
+
+@dataclass
+class TokenizerSection:
+    """Options of `method: tokenizer` (hfgen.train.tokenizer), and of the tokenizer an MLM run trains when it
+    has none (`mlm.new_tokenizer`): a BERT WordPiece tokenizer trained on `data.train_split`. With
+    `model.pretrained` (method tokenizer) that tokenizer's own pipeline is retrained instead."""
+
+    vocab_size: int = 30522  # BERT's; the MLM head's cost grows linearly with it
+    min_frequency: int = 2  # a piece must occur this often to get its own id
+    lowercase: bool = True  # uncased, as bert-base-uncased and MiniLM
+    limit_alphabet: int = 1000  # initial characters kept; rarer ones become [UNK]
+    model_max_length: int = 512  # the length the saved tokenizer truncates to by default
+    max_documents: int | None = None  # train on the first N documents only (quick runs); null: all
+
+
+@dataclass
+class MLMSection:
+    """Options of `method: mlm` (hfgen.train.mlm): BERT masked-LM pretraining with packed sequences and
+    sparse prediction (Cramming, Geiping & Goldstein 2022; MosaicBERT, Portes et al. 2023)."""
+
+    tokenizer: str | None = None  # folder or Hub id; null: model.pretrained's own, else one trained per mlm.new_tokenizer
+    new_tokenizer: TokenizerSection = field(default_factory=TokenizerSection)  # used only when a tokenizer is trained
+    max_length: int = 128  # tokens per packed sequence ([CLS] + documents joined by [SEP], split across sequences)
+    mask_rate: float = 0.15  # share of tokens predicted (BERT); 0.3 as MosaicBERT
+    sparse_prediction: bool = True  # vocabulary projection on masked positions only; false: the full head (same loss, ~4x slower)
+    documents: Literal["line", "paragraph"] = "line"  # a row is a document, or blank rows separate documents (paragraph .txt files)
+    attention: Literal["auto", "sdpa", "eager"] = "auto"  # kernel (same math); auto: eager on CPU (faster than SDPA's backward at 128 tokens), sdpa on GPU
+
+
+@dataclass
+class ImageAugmentSection:
+    """SimCLR's two-view augmentation of images (hfgen.data.augment; Chen et al. 2020, appendix A), applied to
+    whole batches in torch. Each view: random resized crop, horizontal flip, brightness/contrast jitter, gaussian
+    blur and gaussian noise, each drawn per image."""
+
+    crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])  # crop area as a fraction of the image (SimCLR: 0.08-1 on ImageNet; small images need more context)
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # crop aspect ratio range (w/h)
+    flip_p: float = 0.5  # probability of a left-right mirror
+    jitter_p: float = 0.8  # probability of brightness/contrast jitter (SimCLR's colour distortion)
+    brightness: float = 0.4  # brightness factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.4  # contrast factor drawn from [1 - c, 1 + c]
+    grayscale_p: float = 0.2  # RGB images only: probability of dropping colour
+    blur_p: float = 0.5  # probability of a gaussian blur (kernel ~10% of the side)
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # blur sigma range, in pixels
+    noise_p: float = 0.0  # probability of additive gaussian noise
+    noise_std: float = 0.05  # noise standard deviation, in [0, 1] pixel units
+
+
+@dataclass
+class ProbeSection:
+    """Frozen-feature evaluation of an image encoder during and after pretraining (hfgen.metrics.probe): a linear
+    probe (multinomial logistic regression fitted on train-split features, scored on the eval split) and a
+    weighted k-nearest-neighbour classifier (cosine similarity). Needs `data.label_column`."""
+
+    train_samples: int | None = 10000  # labelled train images the periodic probes fit on (seeded subset); null: the whole split
+    final_train_samples: int | None = None  # the same for the probe at the end of the run; null: the whole split
+    eval_samples: int | None = None  # eval-split images it is scored on; null: the whole split
+    knn_k: int = 20  # neighbours that vote (Wu et al. 2018 use 200 on ImageNet; 20 suits 10 classes)
+    knn_temperature: float = 0.07  # votes weigh exp(similarity / T)
+    weight_decay: float = 1.0e-4  # L2 penalty of the logistic regression (on standardized features)
+    max_iter: int = 200  # L-BFGS iterations of the logistic regression
+
+
+@dataclass
+class ContrastiveSection:
+    """Options of `method: contrastive` (hfgen.train.contrastive): sentence embeddings trained with InfoNCE over
+    in-batch negatives gathered from every process. Unsupervised SimCSE (Gao et al. 2021) on `data.text_column`,
+    or supervised pairs (`data.text_column` anchor, `data.text_pair_column` positive, optional hard negative)."""
+
+    objective: Literal["simcse", "pairs"] = "simcse"  # simcse: one text column, dropout as the augmentation
+    negative_column: str | None = None  # pairs: column of hard negatives (optional)
+    temperature: float = 0.05  # SimCSE's
+    pooling: Literal["mean", "cls"] = "mean"  # how token states become one embedding (saved with the model)
+    mlp_head: bool = False  # SimCSE's MLP over the pooled embedding, used in training only (not saved)
+    max_length: int = 32  # tokens per text in training (SimCSE: 32); longer texts are truncated and counted
+    gather_across_processes: bool = True  # negatives from every process, gradients flowing back to their owner
+    tokenizer: str | None = None  # folder or Hub id; null: model.pretrained's
+    retrieval_dataset: str | None = "20newsgroups"  # labelled set for the before/after same-label recall@k check; null: skip
+    retrieval_split: str = "test"
+    retrieval_text_column: str = "text"
+    retrieval_label_column: str = "label"
+    retrieval_max_samples: int | None = 2000  # first N of the split after a seeded shuffle (embedding cost on CPU)
+    retrieval_max_length: int = 128  # tokens per text when embedding the retrieval set
+    retrieval_k: list[int] = field(default_factory=lambda: [1, 10])  # report recall@k for each k
+    image_augment: ImageAugmentSection = field(default_factory=ImageAugmentSection)  # images (SimCLR): the two views
+    probe: ProbeSection = field(default_factory=ProbeSection)  # images: linear probe + kNN every train.eval_every and at the end
+
+
+@dataclass
+class ClassifierSection:
+    """Options of `method: classifier` (hfgen.train.classifier): fine-tuning an encoder with a classification or
+    regression head. Sentence pairs: set `data.text_pair_column`. Text columns and labels come from `data.*_column`;
+    the final model is the best one on the validation split by `metric_for_best_model`, then scored on
+    `data.eval_split` (the test split)."""
+
+    task: Literal["single_label", "multi_label", "regression", "token"] = "single_label"  # token: one label per word (NER)
+    tokenizer: str | None = None  # folder, Hub id or alias (hfgen.pretrained); null: model.pretrained's
+    label_names: list[str] | None = None  # class order (ids 0..n-1); null: a ClassLabel's names, else sorted training labels
+    threshold: float = 0.5  # multi_label: a label is predicted when its sigmoid exceeds this
+    max_length: int = 128  # tokens per example (a pair: both texts together); longer ones are truncated and counted
+    pad_to_max_length: bool = False  # pad every batch to max_length (slower: for fixed-shape hardware only)
+    group_by_length: bool = True  # batches of similar lengths (less padding), batch order still shuffled per epoch
+    cls_only_last_layer: bool = True  # BERT/RoBERTa heads read [CLS] only: run the last layer on it alone (same logits, ~15% faster)
+    attn_implementation: Literal["auto", "eager", "sdpa"] = "auto"  # auto: eager on CPU (backward ~1.6x faster than sdpa's), sdpa on GPU
+    fast_dropout: bool = True  # CPU: dropout masks from 16-bit slices of 64-bit draws (same rate, ~2.5x cheaper; hfgen.train.fast_dropout)
+    label_all_tokens: bool = False  # token task: label every sub-word of a word, not only its first
+    validation_split: str | None = "validation"  # split for model selection; when absent, carved out of training
+    validation_size: float = 0.1  # fraction of train held out when there is no validation split (seeded, stratified); 0: none
+    eval_every_epoch: bool = True  # evaluate on validation at each epoch end (and every train.eval_every steps if set)
+    metric_for_best_model: str = "auto"  # auto: accuracy, f1_micro (multi_label), mse (regression), f1 (token)
+    greater_is_better: bool | None = None  # null: from the metric (loss, mse, rmse, mae are lower-is-better)
+    early_stopping_patience: int | None = None  # stop after this many evaluations without improvement; null: never
+    early_stopping_threshold: float = 0.0  # an improvement must beat the best by more than this
+    class_weights: Literal["balanced"] | list[float] | None = None  # loss weights per class; balanced: n / (k * count)
+    layer_lr_decay: float | None = None  # layer l of L gets lr * decay^(L - l), head lr (ELECTRA, Clark et al. 2020)
+    unseen_labels: Literal["error", "unknown"] = "error"  # eval labels absent from training: stop, or map to unknown_label
+    unknown_label: str = "UNKNOWN"  # the extra class unseen eval labels map to (unseen_labels: unknown)
+    drop_empty_texts: bool = True  # drop rows whose text is null/blank (counted and logged); false: stop with an error
+    confusion_matrix: bool = True  # write confusion_matrix.png of the test split (single_label)
+    freeze_encoder: bool = False  # image encoders: train the head only (a linear probe), encoder weights and BatchNorm statistics fixed
+    image_crop_scale: list[float] | None = None  # images: random resized crop (area fraction range, e.g. [0.8, 1.0]) as training augmentation; null: none
+
+
+@dataclass
+class AutoencoderSection:
+    """Options of `method: autoencoder` (hfgen.train.autoencoder): an image encoder pretrained by reconstruction.
+    The sparsity penalty and the denoising corruption are model options (`model.sparsity_weight`,
+    `model.denoising`); the encoder is scored by a linear probe and kNN on frozen features."""
+
+    num_sample_images: int = 32  # eval images in each PNG grid, above their reconstructions
+    probe: ProbeSection = field(default_factory=ProbeSection)  # linear probe + kNN every train.eval_every and at the end
 
 
 # The method-specific section each method reads, keyed by `method`. The run functions live in
 # hfgen.train.METHODS; a test checks both lists agree.
-METHOD_SECTIONS: dict[str, type] = {"gan": GANSection, "vae": VAESection}
+METHOD_SECTIONS: dict[str, type] = {"gan": GANSection, "vae": VAESection, "tokenizer": TokenizerSection, "mlm": MLMSection, "contrastive": ContrastiveSection, "classifier": ClassifierSection, "autoencoder": AutoencoderSection}
 
 
 @dataclass
@@ -139,6 +287,11 @@ class Recipe:
     hub: HubSection = field(default_factory=HubSection)
     gan: GANSection | None = None
     vae: VAESection | None = None
+    tokenizer: TokenizerSection | None = None
+    mlm: MLMSection | None = None
+    contrastive: ContrastiveSection | None = None
+    classifier: ClassifierSection | None = None
+    autoencoder: AutoencoderSection | None = None
     source: str | None = None  # the recipe file this came from (set by load_recipe, not YAML)
 
     @property
@@ -223,6 +376,7 @@ def recipe_from_dict(raw: dict, where: str = "recipe") -> Recipe:
     recipe = _build(Recipe, raw, where, prefix="")
     recipe.source = where
     _check_model_section(recipe.model, where)
+    _check_hub_section(recipe.hub, where)
     return recipe
 
 
@@ -259,6 +413,19 @@ def _check_model_section(model: ModelSection, where: str) -> None:
                 f"{where}: unknown key 'model.{key}' for model type {model.type!r}"
                 f"{_suggest(key, allowed, prefix='model.')}"
             )
+
+
+def _check_hub_section(hub: HubSection, where: str) -> None:
+    if (hub.push or hub.push_checkpoints) and not hub.repo_id:
+        key = "hub.push" if hub.push else "hub.push_checkpoints"
+        raise RecipeError(f"{where}: {key} is true but hub.repo_id is not set; set it to namespace/name")
+    if hub.repo_id is not None and (hub.repo_id.count("/") != 1 or not all(hub.repo_id.split("/"))):
+        raise RecipeError(f"{where}: hub.repo_id: {hub.repo_id!r} is not of the form namespace/name")
+    if hub.push_checkpoints and hub.checkpoint_branch == (hub.revision or "main"):
+        raise RecipeError(
+            f"{where}: hub.checkpoint_branch {hub.checkpoint_branch!r} is the branch the model goes to; "
+            "checkpoints need a branch of their own"
+        )
 
 
 def model_config_class(model_type: str, where: str = "recipe") -> type:

@@ -12,6 +12,7 @@ import datasets
 from .cache import cache_dir
 from .catalog import CATALOG, load_catalog_dataset
 from .columns import require_columns
+from .conll import is_conll, load_conll
 from .errors import DatasetError
 from .images import drop_unreadable_images
 
@@ -48,7 +49,8 @@ def build_dataset(
     1. an existing local path: a csv/tsv/json/jsonl/parquet/txt/arrow file (split "train"), a folder
        of such files (splits from the file names: train.csv, test.csv, validation.jsonl, ...; otherwise
        all "train"), an image folder in ``imagefolder`` layout (class subfolders, optionally under
-       top-level ``train/`` and ``test/``), or a ``save_to_disk`` folder (a plain Dataset becomes "train");
+       top-level ``train/`` and ``test/``), a ``save_to_disk`` folder (a plain Dataset becomes "train"), or
+       CoNLL token/tag files (``.conll``/``.iob``/``.bio``, a file or a folder of them: `hfgen.data.conll`);
     2. a name in `hfgen.data.catalog.CATALOG`, built from its offline source and cached as Arrow under
        ``cache_dir()/datasets``, else loaded from its Hub id;
     3. anything else: ``datasets.load_dataset(ref)`` from the Hub.
@@ -116,6 +118,8 @@ def _load_local(path: Path, *, streaming: bool) -> datasets.DatasetDict | datase
     # Arrow conversions of local files live in hfgen's cache, beside the catalog sets.
     hf_cache = str(cache_dir() / "hf-datasets")
     try:
+        if is_conll(path):  # token/tag lines (NER): hfgen's reader, no datasets builder exists for them
+            return load_conll(path)
         if path.is_file():
             builder, kwargs = _tabular_format(path)
             loaded = datasets.load_dataset(

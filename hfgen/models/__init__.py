@@ -5,15 +5,32 @@ saved by these models, and `AutoModel.from_config(config)` builds one. `MODEL_CO
 to its config class.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForMaskedImageModeling,
+)
 
 from .dcgan import DCGANConfig, DCGANModel
+from .image_encoder import (
+    ImageAutoencoderModel,
+    ImageEncoderConfig,
+    ImageEncoderForContrastiveLearning,
+    ImageEncoderForImageClassification,
+    ImageEncoderImageProcessor,
+    ImageEncoderModel,
+)
+from .sentence_encoder import SentenceEncoderConfig, SentenceEncoderModel
 from .vae import VAEConfig, VAEModel
 
 
 MODEL_CONFIGS = {
     DCGANConfig.model_type: DCGANConfig,  # "hfgen-dcgan"
     VAEConfig.model_type: VAEConfig,  # "hfgen-vae"
+    ImageEncoderConfig.model_type: ImageEncoderConfig,  # "hfgen-image-encoder"
+    SentenceEncoderConfig.model_type: SentenceEncoderConfig,  # "hfgen-sentence-encoder"
 }
 """Registered hfgen model types (the `model.type` of a recipe) -> config class."""
 
@@ -21,5 +38,23 @@ AutoConfig.register("hfgen-dcgan", DCGANConfig)
 AutoModel.register(DCGANConfig, DCGANModel)
 AutoConfig.register("hfgen-vae", VAEConfig)
 AutoModel.register(VAEConfig, VAEModel)
+AutoConfig.register("hfgen-image-encoder", ImageEncoderConfig)
+AutoModel.register(ImageEncoderConfig, ImageEncoderModel)
+AutoModelForImageClassification.register(ImageEncoderConfig, ImageEncoderForImageClassification)
+AutoImageProcessor.register(ImageEncoderConfig, slow_image_processor_class=ImageEncoderImageProcessor)  # PIL only
+# The autoencoder reconstructs pixels of (optionally masked) input: transformers' nearest Auto class is masked
+# image modeling (SimMIM-style pixel reconstruction).
+AutoModelForMaskedImageModeling.register(ImageEncoderConfig, ImageAutoencoderModel)
+AutoConfig.register("hfgen-sentence-encoder", SentenceEncoderConfig)
+AutoModel.register(SentenceEncoderConfig, SentenceEncoderModel)
 
 __all__ = ["MODEL_CONFIGS", "DCGANConfig", "DCGANModel", "VAEConfig", "VAEModel"]
+__all__ += [
+    "ImageAutoencoderModel",
+    "ImageEncoderConfig",
+    "ImageEncoderForContrastiveLearning",
+    "ImageEncoderForImageClassification",
+    "ImageEncoderImageProcessor",
+    "ImageEncoderModel",
+]
+__all__ += ["SentenceEncoderConfig", "SentenceEncoderModel"]

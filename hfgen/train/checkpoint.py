@@ -10,6 +10,11 @@ A checkpoint is written to a temporary folder and renamed into place once every 
 finished writing, so a run killed mid-write never leaves a folder that looks complete; the
 final model's config.json is moved in last, so an output_dir "holds a finished run" exactly
 when its config.json exists.
+
+With `hub.push_checkpoints`, the dispatcher (hfgen.train.run) installs a callback with
+`on_checkpoint_saved` that mirrors each saved checkpoint to a Hub branch, and `resume: auto` on an
+output_dir without checkpoints fetches the newest one from that branch: a run on a machine that
+disappears goes on elsewhere.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
 
 from ..config import Recipe, save_recipe
+from ..hub import prepare_for_hub
 
 logger = logging.getLogger("hfgen")
 
@@ -93,6 +102,13 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> Path | None:
             (out / "config.json").unlink(missing_ok=True)
     elif train.resume == "auto":
         existing = list_checkpoints(out)
+        if not existing and recipe.hub.push_checkpoints:  # a fresh machine: continue from the Hub branch
+            if accelerator.is_main_process:
+                from ..hub import download_latest_checkpoint
+
+                download_latest_checkpoint(recipe.hub, out)
+            accelerator.wait_for_everyone()
+            existing = list_checkpoints(out)
         resume_from = existing[-1] if existing else None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -123,8 +139,25 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, sta
         for old in list_checkpoints(output_dir)[:-keep_last] if keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
+        callback = _ON_CHECKPOINT_SAVED.get()
+        if callback is not None:
+            callback(final)
     accelerator.wait_for_everyone()
     return final
+
+
+_ON_CHECKPOINT_SAVED: ContextVar[Callable[[Path], None] | None] = ContextVar("hfgen_on_checkpoint_saved", default=None)
+
+
+@contextmanager
+def on_checkpoint_saved(callback: Callable[[Path], None] | None) -> Iterator[None]:
+    """Within the block, `save_checkpoint` calls `callback(checkpoint_path)` on the main process once a
+    checkpoint is complete (hfgen.train.run uses it to push checkpoints to the Hub)."""
+    token = _ON_CHECKPOINT_SAVED.set(callback)
+    try:
+        yield
+    finally:
+        _ON_CHECKPOINT_SAVED.reset(token)
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path, state: TrainState) -> None:
@@ -142,11 +175,15 @@ def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathL
         out = Path(output_dir)
         tmp = out / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp)
+        unwrapped = accelerator.unwrap_model(model)
+        prepare_for_hub(unwrapped)  # hfgen's own models ship their code: they load without hfgen too
+        unwrapped.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         names = sorted(p.name for p in tmp.iterdir())
         for name in [n for n in names if n != "config.json"] + ["config.json"]:
+            if (tmp / name).is_dir() and (out / name).is_dir():  # e.g. sentence-transformers' 1_Pooling/ of an overwritten run
+                shutil.rmtree(out / name)
             os.replace(tmp / name, out / name)
         tmp.rmdir()
     accelerator.wait_for_everyone()

@@ -6,11 +6,13 @@ from __future__ import annotations
 from ..config import Recipe, RecipeError, config_field_names
 
 
-def build_model(recipe: Recipe, auto_class=None, **config_overrides):
+def build_model(recipe: Recipe, auto_class=None, load_kwargs: dict | None = None, **config_overrides):
     """Instantiate the recipe's model with `auto_class` (default `AutoModel`).
 
     `config_overrides` are set by the training method (e.g. `num_classes` read off the data);
-    they win over the recipe's fields only where the recipe left the field unset.
+    they win over the recipe's fields only where the recipe left the field unset. `load_kwargs`
+    go to `from_pretrained` itself (e.g. ``ignore_mismatched_sizes=True`` to re-initialise a head
+    of another size). `model.pretrained` may be an alias of `hfgen.pretrained.PRETRAINED` (``minilm``).
     """
     import hfgen.models  # noqa: F401  (registers hfgen's model types)
     from transformers import AutoConfig, AutoModel
@@ -21,9 +23,12 @@ def build_model(recipe: Recipe, auto_class=None, **config_overrides):
     if spec.type is not None:
         config = AutoConfig.for_model(spec.type, **fields)
         return auto_class.from_config(config)
-    config = AutoConfig.from_pretrained(spec.pretrained, revision=spec.revision)
+    from ..pretrained import resolve_pretrained
+
+    pretrained = resolve_pretrained(spec.pretrained)
+    config = AutoConfig.from_pretrained(pretrained, revision=spec.revision)
     allowed = config_field_names(type(config))
     for key in fields:
         if key not in allowed:
             raise RecipeError(f"{recipe.source}: unknown key 'model.{key}' for the config of {spec.pretrained!r} ({type(config).__name__})")
-    return auto_class.from_pretrained(spec.pretrained, revision=spec.revision, dtype="float32", **fields)
+    return auto_class.from_pretrained(pretrained, revision=spec.revision, dtype="float32", **(load_kwargs or {}), **fields)

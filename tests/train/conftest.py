@@ -35,10 +35,11 @@ def write_recipe(tmp_path, tiny_images):
 
     from hfgen.config import apply_override
 
-    def write(method, *overrides, name=None):
-        model = {
+    def write(method, *overrides, name=None, model=None):
+        model = model or {
             "gan": {"type": "hfgen-dcgan", "latent_dim": 8, "generator_width": 8, "discriminator_width": 8},
             "vae": {"type": "hfgen-vae", "latent_dim": 4, "hidden_widths": [8, 16]},
+            "autoencoder": {"type": "hfgen-image-encoder", "hidden_sizes": [8, 16], "depths": [1, 1]},
         }[method]
         raw = {
             "method": method,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+import hfgen.train.autoencoder as autoencoder
+import hfgen.train.contrastive_images as contrastive_images
 import hfgen.train.gan as gan
 import hfgen.train.vae as vae
 from hfgen.config import load_recipe
@@ -29,4 +31,6 @@ def dumping(save_checkpoint):
 if __name__ == "__main__":
     gan.save_checkpoint = dumping(gan.save_checkpoint)
     vae.save_checkpoint = dumping(vae.save_checkpoint)
+    autoencoder.save_checkpoint = dumping(autoencoder.save_checkpoint)
+    contrastive_images.save_checkpoint = dumping(contrastive_images.save_checkpoint)
     run(load_recipe(sys.argv[1], sys.argv[2:]))

@@ -1,0 +1,233 @@
+"""`finetune` workload: hfgen's `method: classifier` against transformers' `Trainer`.
+
+All three contenders fine-tune the same pretrained MiniLM (`model.pretrained: minilm`) on the same
+rotten_tomatoes_critics training rows for one epoch, batch 32, bf16 autocast, with the same learning
+rate, warm-up, weight decay, clipping and seed, and are scored on the same test rows:
+
+- ``hfgen``: the recipe ``recipes/finetune/minilm_rotten_tomatoes_critics.yaml`` (no validation split,
+  so it trains on exactly the peers' rows): tokenised once, length-grouped batches, dynamic padding,
+  fused AdamW.
+- ``trainer_default``: transformers' ``examples/pytorch/text-classification/run_classification.py``
+  as it runs by default: every example padded to ``max_seq_length`` 128 (``pad_to_max_length``),
+  ``default_data_collator``, Trainer defaults otherwise.
+- ``trainer_tuned``: what a savvy Trainer user configures: ``DataCollatorWithPadding`` (dynamic
+  padding), length-grouped sampling (``group_by_length`` / ``train_sampling_strategy``), bf16.
+
+Each contender runs in its own fresh Python process (Accelerate keeps process-wide state, and no
+contender should inherit another's warm caches), one after the other. Throughput is training examples
+per second of the training loop as each measures it (hfgen: from the first batch to the last
+optimizer step, evaluation excluded; Trainer: ``train_samples_per_second`` of ``train()``); the
+end-to-end wall time of each process (load, tokenise, train, predict the test split) is reported
+too. ``ratio`` is hfgen over ``trainer_tuned``; ``ratio_vs_default`` over ``trainer_default``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune" / "minilm_rotten_tomatoes_critics.yaml"
+QUICK_TRAIN, QUICK_TEST = 2000, 500  # examples in --quick mode (a seeded slice of each split)
+CONTENDERS = ("hfgen", "trainer_tuned", "trainer_default")
+
+
+def settings_for(quick: bool, threads: int | None = None) -> dict:
+    """What every contender shares, read from the recipe so the benchmark follows it."""
+    from hfgen.config import load_recipe
+    from hfgen.train.accelerator import cpu_threads_per_process
+
+    recipe = load_recipe(RECIPE)
+    train = recipe.train
+    batch_size = 32
+    train_examples = QUICK_TRAIN if quick else None
+    # quick runs are ~60 steps: a warm-up of the recipe's length would never reach the peak rate
+    warmup = max(1, QUICK_TRAIN // batch_size // 10) if quick else train.warmup_steps
+    return {
+        "recipe": str(RECIPE),
+        "model": recipe.model.pretrained,
+        "dataset": recipe.data.dataset,
+        "text_column": recipe.data.text_column,
+        "label_column": recipe.data.label_column,
+        "train_examples": train_examples,  # None: the whole train split
+        "test_examples": QUICK_TEST if quick else None,
+        "epochs": 1,
+        "batch_size": batch_size,
+        "eval_batch_size": 128,
+        "precision": "bf16",
+        "learning_rate": train.learning_rate,
+        "weight_decay": train.weight_decay,
+        "warmup_steps": warmup,
+        "max_grad_norm": train.max_grad_norm,
+        "max_length": recipe.classifier.max_length,
+        "seed": train.seed,
+        "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
+    }
+
+
+def benchmark_rows(settings: dict):
+    """The train and test rows every contender uses: hfgen's own selection (`data.max_train_samples`
+    is a seeded shuffle then the first N)."""
+    from hfgen.data import build_dataset
+
+    dataset = build_dataset(settings["dataset"])
+    rows = []
+    for split, limit in (("train", settings["train_examples"]), ("test", settings["test_examples"])):
+        part = dataset[split]
+        if limit is not None and limit < len(part):
+            part = part.shuffle(seed=settings["seed"]).select(range(limit))
+        rows.append(part)
+    return rows
+
+
+def run_hfgen(settings: dict, output_dir: str) -> dict:
+    from hfgen.config import load_recipe
+    from hfgen.train import run
+
+    overrides = [
+        f"train.output_dir={output_dir}", "train.overwrite=true", "train.num_epochs=1", "train.max_steps=null",
+        f"train.batch_size={settings['batch_size']}", f"train.eval_batch_size={settings['eval_batch_size']}",
+        f"train.mixed_precision={settings['precision']}", "train.save_every=null", "train.report_to=none",
+        "train.eval_every=null", "classifier.validation_size=0", "classifier.early_stopping_patience=null",
+        "classifier.eval_every_epoch=false", f"train.cpu_threads={settings['cpu_threads']}",
+        f"train.warmup_steps={settings['warmup_steps']}",
+    ]  # fmt: skip
+    if settings["train_examples"] is not None:
+        overrides += [f"data.max_train_samples={settings['train_examples']}", f"data.max_eval_samples={settings['test_examples']}"]
+    out = run(load_recipe(RECIPE, overrides))
+    results = json.loads((Path(out) / "eval_results.json").read_text())
+    return {
+        "examples_per_s": results["train_examples_per_s"],
+        "train_seconds": results["train_seconds"],
+        "accuracy": results["eval_accuracy"],
+        "f1_macro": results["eval_f1_macro"],
+    }
+
+
+def run_trainer(settings: dict, output_dir: str, tuned: bool) -> dict:
+    """transformers' Trainer as run_classification.py drives it (``tuned``: dynamic padding, length grouping)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    from hfgen.pretrained import resolve_pretrained
+
+    torch.set_num_threads(settings["cpu_threads"])
+    train_rows, test_rows = benchmark_rows(settings)
+    path = resolve_pretrained(settings["model"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    text, label = settings["text_column"], settings["label_column"]
+
+    def preprocess(batch):  # run_classification.py's preprocess_function
+        return tokenizer(batch[text], padding=False if tuned else "max_length", max_length=settings["max_length"], truncation=True)
+
+    train_data = train_rows.map(preprocess, batched=True, remove_columns=[text])
+    test_data = test_rows.map(preprocess, batched=True, remove_columns=[text])
+    names = train_rows.features[label].names
+    set_seed(settings["seed"])  # before the model, as run_classification.py: the new head's init
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+    )
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    grouping = {}
+    if tuned:  # the option's name changed in transformers 5
+        grouping = {"group_by_length": True} if "group_by_length" in fields else {"train_sampling_strategy": "group_by_length"}
+    args = TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=settings["batch_size"],
+        per_device_eval_batch_size=settings["eval_batch_size"],
+        num_train_epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        weight_decay=settings["weight_decay"],
+        warmup_steps=settings["warmup_steps"],
+        lr_scheduler_type="linear",
+        max_grad_norm=settings["max_grad_norm"] if settings["max_grad_norm"] is not None else 0.0,
+        bf16=settings["precision"] == "bf16",
+        use_cpu=True,
+        seed=settings["seed"],
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=50,
+        disable_tqdm=True,
+        **grouping,
+    )
+    collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
+    trainer = Trainer(model=model, args=args, train_dataset=train_data, data_collator=collator, processing_class=tokenizer)
+    metrics = trainer.train().metrics
+    predictions = trainer.predict(test_data)
+    predicted = predictions.predictions.argmax(-1)
+    labels = np.asarray(test_data[label][:])
+    from hfgen.metrics.classification import single_label_metrics
+
+    scores = single_label_metrics(labels, predicted, len(names))
+    return {
+        "examples_per_s": metrics["train_samples_per_second"],
+        "train_seconds": metrics["train_runtime"],
+        "accuracy": scores["accuracy"],
+        "f1_macro": scores["f1_macro"],
+    }
+
+
+def _contender_main(name: str, settings_path: str, result_path: str) -> None:
+    settings = json.loads(Path(settings_path).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        if name == "hfgen":
+            result = run_hfgen(settings, str(Path(tmp) / "out"))
+        else:
+            result = run_trainer(settings, str(Path(tmp) / "out"), tuned=name == "trainer_tuned")
+    Path(result_path).write_text(json.dumps(result))
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict:
+    """Run every contender in its own process, one after the other (``threads`` torch threads each:
+    default, every core); returns the comparison."""
+    import torch
+    import transformers
+
+    settings = settings_for(quick, threads)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings_path = Path(tmp) / "settings.json"
+        settings_path.write_text(json.dumps(settings))
+        for name in CONTENDERS:
+            result_path = Path(tmp) / f"{name}.json"
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "hfgen.benchmarks.finetune", name, str(settings_path), str(result_path)],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"benchmark contender {name} failed:\n{done.stderr[-4000:]}")
+            results[name] = {**json.loads(result_path.read_text()), "wall_s": time.perf_counter() - started}
+    hfgen, tuned, default = results["hfgen"], results["trainer_tuned"], results["trainer_default"]
+    return {
+        "workload": "finetune",
+        "settings": {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
+                     "throughput": "training examples per second of the training loop (1 epoch)"},
+        "hfgen": hfgen,
+        "peers": {
+            "trainer_default": {"name": "transformers Trainer, run_classification.py defaults (pad to 128)", **default},
+            "trainer_tuned": {"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16", **tuned},
+        },
+        "ratio": hfgen["examples_per_s"] / tuned["examples_per_s"],
+        "ratio_vs_default": hfgen["examples_per_s"] / default["examples_per_s"],
+        "accuracy_delta_points": 100 * (hfgen["accuracy"] - max(tuned["accuracy"], default["accuracy"])),
+    }
+
+
+if __name__ == "__main__":
+    _contender_main(*sys.argv[1:4])
