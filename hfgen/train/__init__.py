@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..config import Recipe
 
 
-def _gan(recipe: Recipe) -> Path:
-    from .gan import run
-
-    return run(recipe)
-
-
-def _vae(recipe: Recipe) -> Path:
-    from .vae import run
-
-    return run(recipe)
-
-
-def _tokenizer(recipe: Recipe) -> Path:
-    from .tokenizer import run
-
-    return run(recipe)
-
-
-def _mlm(recipe: Recipe) -> Path:
-    from .mlm import run
-
-    return run(recipe)
-
-
-def _contrastive(recipe: Recipe) -> Path:
-    from .contrastive import run
-
-    return run(recipe)
-
-
-def _classifier(recipe: Recipe) -> Path:
-    from .classifier import run
-
-    return run(recipe)
-
-
-def _autoencoder(recipe: Recipe) -> Path:
-    from .autoencoder import run
-
-    return run(recipe)
-
-
-# `method` -> run(recipe). Imports are deferred so `hfgen --help` and recipe validation stay fast.
-METHODS = {"gan": _gan, "vae": _vae, "tokenizer": _tokenizer, "mlm": _mlm, "contrastive": _contrastive, "classifier": _classifier, "autoencoder": _autoencoder}
+# `method` -> the module of hfgen.train whose `run(recipe)` trains it. Imported on use, so
+# `hfgen --help` and recipe validation stay fast.
+METHODS = {
+    "gan": "gan",
+    "vae": "vae",
+    "tokenizer": "tokenizer",
+    "mlm": "mlm",
+    "contrastive": "contrastive",
+    "classifier": "classifier",
+    "autoencoder": "autoencoder",
+}
 
 
 def run(recipe: Recipe) -> Path:
@@ -69,7 +37,7 @@ def run(recipe: Recipe) -> Path:
             push_checkpoint(checkpoint, hub, recipe.train.output_dir)
 
     with on_checkpoint_saved(callback):
-        output_dir = METHODS[recipe.method](recipe)
+        output_dir = importlib.import_module(f".{METHODS[recipe.method]}", __name__).run(recipe)
     if hub.push and PartialState().is_main_process:
         push_output_dir(output_dir, hub, recipe)
     return output_dir

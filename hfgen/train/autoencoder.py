@@ -29,7 +29,6 @@ from .checkpoint import (
     write_json_atomic,
 )
 from .image_inputs import (
-    add_image_encoder_auto_map,
     image_processor_files,
     load_image_splits,
     probe_loaders,
@@ -166,7 +165,6 @@ def run(recipe: Recipe) -> Path:
             (Path(train.output_dir) / "sample_grid.png").write_bytes((Path(train.output_dir) / "samples" / "final.png").read_bytes())
         write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
         files = {"README.md": render_model_card("image_autoencoder", recipe=recipe, model=unwrapped, results=results, pipeline_tag="image-feature-extraction"), **image_processor_files(config)}
-    add_image_encoder_auto_map(unwrapped.config)
     save_final_model(accelerator, model, train.output_dir, files)
     accelerator.end_training()
     return Path(train.output_dir)

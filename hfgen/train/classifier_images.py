@@ -27,7 +27,6 @@ from ..data import (
 from ..data.augment import random_resized_crop
 from ..data.labels import encode_labels, split_off_validation
 from .image_inputs import (
-    add_image_encoder_auto_map,
     built_by_hfgen,
     check_image_modes,
     image_processor_files,
@@ -169,5 +168,4 @@ def build_image_classifier(recipe: Recipe, names: list[str]):
 def image_classifier_files(model) -> dict[str, str]:
     """Files saved beside a finished image classifier: the image processor (for `pipeline("image-classification")`
     and `AutoImageProcessor`), and Auto-class entries so it loads without hfgen (`trust_remote_code=True`)."""
-    add_image_encoder_auto_map(model.config)
     return image_processor_files(model.config)

@@ -35,7 +35,6 @@ from .checkpoint import (
     write_json_atomic,
 )
 from .image_inputs import (
-    add_image_encoder_auto_map,
     image_processor_files,
     load_image_splits,
     probe_loaders,
@@ -160,7 +159,6 @@ def run(recipe: Recipe) -> Path:
             "README.md": render_model_card("image_encoder", recipe=recipe, model=encoder, results=results, pipeline_tag="image-feature-extraction"),
             **image_processor_files(config),
         }
-    add_image_encoder_auto_map(encoder.config)
     save_final_model(accelerator, encoder, train.output_dir, files)
     accelerator.end_training()
     return Path(train.output_dir)

@@ -153,19 +153,6 @@ def probe_loaders(accelerator, splits: ImageSplits, options: ProbeSection, batch
     return tuple(accelerator.prepare(loader) for loader in loaders)
 
 
-def add_image_encoder_auto_map(config) -> None:
-    """Point every Auto class of the family at its class in the copied modeling file, so that without hfgen
-    (`trust_remote_code=True`) an autoencoder or SimCLR folder loads as an encoder or a classifier too, as it does
-    with hfgen installed. (`save_pretrained` adds the saved class's own entry.)"""
-    module = "modeling_image_encoder"
-    config.auto_map = {
-        **(getattr(config, "auto_map", None) or {}),
-        "AutoModel": f"{module}.ImageEncoderModel",
-        "AutoModelForImageClassification": f"{module}.ImageEncoderForImageClassification",
-        "AutoModelForMaskedImageModeling": f"{module}.ImageAutoencoderModel",
-    }
-
-
 def image_processor_files(config) -> dict[str, str]:
     """Text files that make a saved image-encoder folder work with `AutoImageProcessor` and
     `pipeline("image-classification")`, with or without hfgen installed: preprocessor_config.json (with the
@@ -181,4 +168,4 @@ def image_processor_files(config) -> dict[str, str]:
     }
 
 
-__all__ = ["ImageSplits", "add_image_encoder_auto_map", "built_by_hfgen", "check_image_modes", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]
+__all__ = ["ImageSplits", "built_by_hfgen", "check_image_modes", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]
