@@ -91,6 +91,7 @@ class TrainSection:
     report_to: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"  # auto: TensorBoard if installed, else JSONL
     num_processes: int | None = None  # expected process count; the run refuses to start if it differs
     cpu_threads: int | None = None  # torch threads per process on CPU; null: cores / local processes
+    reuse_cpu_memory: bool = True  # CPU: keep freed tensor memory in the process (no page faults per step); ~10% faster
 
 
 @dataclass
