@@ -70,15 +70,33 @@ def predict_main(argv: list[str] | None = None) -> None:
 
 
 def benchmark_main(argv: list[str] | None = None) -> None:
-    """`python scripts/benchmark.py WORKLOAD [--quick] [--json PATH]`"""
-    from .benchmarks import WORKLOADS, run_workload
+    """`python scripts/benchmark.py WORKLOAD|all [--quick] [--json PATH] [--threads N]`"""
+    from .benchmarks import TARGETS, WORKLOADS, describe, failed, run_all, run_workload
 
-    parser = argparse.ArgumentParser(description="Measure hfgen against the reference implementation of a workload.")
-    parser.add_argument("workload", choices=sorted(WORKLOADS), help="what to measure")
-    parser.add_argument("--quick", action="store_true", help="a small slice: minutes instead of the full run")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per contender (workloads that support it, e.g. finetune)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quick", action="store_true", help="a small slice: minutes instead of the full run")
+    common.add_argument("--json", default=None, help="also write the results to this JSON file")
+    common.add_argument("--threads", type=int, default=None, help="CPU threads per contender (default: every core this process may use)")
+    parser = argparse.ArgumentParser(
+        description="Measure hfgen against the reference implementation of a workload: same model, data, budget and "
+        "precision, in one run. Prints JSON with hfgen's and the peer's throughput, quality and peak memory, and their ratio."
+    )
+    workloads = parser.add_subparsers(dest="workload", required=True, metavar="WORKLOAD")
+    summary = ", ".join(f"{name} >= {target}x" for name, target in TARGETS.items())
+    workloads.add_parser(
+        "all", parents=[common], help=f"every comparative workload in turn, then a table against the targets ({summary})",
+        description=f"Run every comparative workload in turn ({', '.join(TARGETS)}), then print a table of throughputs, ratios "
+        f"against the targets ({summary}), quality and peak memory. A workload that fails is reported with its error and the "
+        "others still run; the exit status is 1 if any failed. --json writes one object keyed by workload.",
+    )
+    for name in sorted(WORKLOADS):
+        workloads.add_parser(name, parents=[common], help=describe(name), description=describe(name))
     args = parser.parse_args(argv)
+    if args.workload == "all":
+        results = run_all(quick=args.quick, json_path=args.json, threads=args.threads)
+        if failed(results):
+            sys.exit(f"benchmark workloads failed: {', '.join(failed(results))}")
+        return
     run_workload(args.workload, quick=args.quick, json_path=args.json, threads=args.threads)
 
 
@@ -109,43 +127,57 @@ def generate_main(argv: list[str] | None = None) -> None:
 
 
 def evaluate_main(argv: list[str] | None = None) -> None:
-    """`python scripts/evaluate.py --model DIR_OR_REPO --dataset fashion_mnist [--extractor inception|domain]`"""
-    parser = argparse.ArgumentParser(description="Evaluate a trained hfgen generator (FID, KID, precision/recall against real images).")
+    """`python scripts/evaluate.py --model DIR_OR_REPO --dataset NAME_OR_PATH [--split test] [--out results.json]`"""
+    parser = argparse.ArgumentParser(
+        description="Evaluate a trained hfgen model on a dataset split. Classifiers (text, sentence-pair, token, image): "
+        "the classification metrics the trainer reports. Generators (DCGAN, VAE): FID, KID, precision/recall against real "
+        "images. Which one is read from the model's config."
+    )
     parser.add_argument("--model", required=True, help="output folder of a training run, or a Hub repo id")
-    parser.add_argument("--dataset", required=True, help="catalog name, local path or Hub id of the real images")
-    parser.add_argument("--split", default="test", help="reference split (default: test)")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--num-samples", type=int, default=None, help="generated images (default: 10,000 on GPU, 2,000 on CPU)")
-    parser.add_argument("--num-real", type=int, default=None, help="reference images (default: as many as --num-samples)")
-    parser.add_argument("--extractor", choices=["inception", "domain"], default="inception")
-    parser.add_argument("--extractor-model", default=None, help="for --extractor domain: an image classifier folder trained on the same dataset")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", required=True, help="catalog name, local path (csv, jsonl, parquet, image folder, ...) or Hub id")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument("--image-column", default="image", help="column holding the images (image classifiers)")
     parser.add_argument("--out", default=None, help="JSON file for the results (default: print only)")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--revision", default=None, help="branch, tag or commit on the Hub")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    classifiers = parser.add_argument_group("classifiers")
+    classifiers.add_argument("--text-column", default="text", help="column holding the text (a list of words for token models)")
+    classifiers.add_argument("--text-pair-column", default=None, help="second text of sentence-pair models")
+    classifiers.add_argument("--label-column", default="label", help="labels: class names or ints as in the model's label2id, "
+                             "ClassLabel ids, lists of them (multi-label, token tags), or numbers (regression)")
+    classifiers.add_argument("--batch-size", type=int, default=64)
+    classifiers.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the tokenizer's limit, at most 512)")
+    classifiers.add_argument("--threshold", type=float, default=0.5, help="multi-label models: a label is predicted above this probability")
+    generators = parser.add_argument_group("generators")
+    generators.add_argument("--num-samples", type=int, default=None, help="generated images (default: 10,000 on GPU, 2,000 on CPU)")
+    generators.add_argument("--num-real", type=int, default=None, help="reference images (default: as many as --num-samples)")
+    generators.add_argument("--extractor", choices=["inception", "domain"], default="inception")
+    generators.add_argument("--extractor-model", default=None, help="for --extractor domain: an image classifier folder trained on the same dataset")
+    generators.add_argument("--seed", type=int, default=0)
+    generators.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
 
     import json
 
-    import torch
-
-    from .generation import load_generator
-    from .metrics.features import build_extractor, evaluate_generator
+    from .data import DatasetError
+    from .evaluation import evaluate_classifier, evaluate_generator_model, model_kind
     from .train.checkpoint import write_json_atomic
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    num_samples = args.num_samples or (10_000 if device.startswith("cuda") else 2_000)
     try:
-        generator = load_generator(args.model, args.revision, args.trust_remote_code, device)
-        extractor = build_extractor(args.extractor, device, args.extractor_model)
-    except (ValueError, FileNotFoundError) as err:
+        if model_kind(args.model, args.revision, args.trust_remote_code) == "classifier":
+            results = evaluate_classifier(
+                args.model, args.dataset, split=args.split, text_column=args.text_column, text_pair_column=args.text_pair_column,
+                label_column=args.label_column, image_column=args.image_column, batch_size=args.batch_size,
+                max_length=args.max_length, threshold=args.threshold, revision=args.revision, device=args.device,
+            )  # fmt: skip
+        else:
+            results = evaluate_generator_model(
+                args.model, args.dataset, split=args.split, num_samples=args.num_samples, num_real=args.num_real,
+                extractor=args.extractor, extractor_model=args.extractor_model, seed=args.seed, revision=args.revision,
+                trust_remote_code=args.trust_remote_code, device=args.device,
+            )  # fmt: skip
+    except (ValueError, OSError, DatasetError) as err:  # a bad model, dataset, column or label: the message says which
         parser.exit(2, f"error: {err}\n")
-    results = evaluate_generator(
-        generator, extractor, args.dataset, args.split, num_samples=num_samples,
-        num_real=args.num_real or num_samples, seed=args.seed,
-    )
-    results["model"] = args.model
     print(json.dumps(results, indent=2))
     if args.out:
         write_json_atomic(args.out, results)

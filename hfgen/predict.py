@@ -48,18 +48,48 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def load_classifier(model: str, revision: str | None = None, device: str | None = None):
-    """(model in eval mode on ``device``, tokenizer) of a saved classifier folder or Hub repo."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    """(model in eval mode on ``device``, tokenizer) of a saved classifier folder or Hub repo; the
+    tokenizer is None for an image classifier (hfgen's ``ImageEncoderForImageClassification``)."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     from .pretrained import resolve_pretrained
 
     path = resolve_pretrained(model)
     config = AutoConfig.from_pretrained(path, revision=revision)
-    is_token = any(a.endswith("ForTokenClassification") for a in config.architectures or [])
-    auto_class = AutoModelForTokenClassification if is_token else AutoModelForSequenceClassification
+    architectures = config.architectures or []
+    is_image = any(a.endswith("ForImageClassification") for a in architectures)
+    is_token = any(a.endswith("ForTokenClassification") for a in architectures)
+    auto_class = AutoModelForImageClassification if is_image else AutoModelForTokenClassification if is_token else AutoModelForSequenceClassification
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = auto_class.from_pretrained(path, revision=revision).to(device).eval()
-    return loaded, AutoTokenizer.from_pretrained(path, revision=revision)
+    return loaded, None if is_image else AutoTokenizer.from_pretrained(path, revision=revision)
+
+
+def classifier_task(model) -> str:
+    """The task of a loaded classifier, as `method: classifier` names it: ``token``, ``regression``,
+    ``multi_label`` or ``single_label`` (from its class and ``config.problem_type``)."""
+    config = model.config
+    if type(model).__name__.endswith("ForTokenClassification"):
+        return "token"
+    if config.problem_type == "regression" or config.num_labels == 1:
+        return "regression"
+    if config.problem_type == "multi_label_classification":
+        return "multi_label"
+    return "single_label"
+
+
+def default_max_length(tokenizer, config, max_length: int | None = None) -> int:
+    """``max_length``, else the tokenizer's limit, at most 512 and at most the model's position embeddings."""
+    if max_length:
+        return max_length
+    limit = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+    return min(limit, getattr(config, "max_position_embeddings", limit) or limit)
 
 
 @torch.no_grad()
@@ -76,8 +106,9 @@ def predict_texts(
 ) -> pd.DataFrame:
     """Predictions for ``texts`` (and ``pairs``), in input order, as prediction columns (see the module docstring)."""
     config = model.config
-    is_token = type(model).__name__.endswith("ForTokenClassification")
-    max_length = max_length or min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+    task = classifier_task(model)
+    is_token = task == "token"
+    max_length = default_max_length(tokenizer, config, max_length)
     if is_token:  # words: a list per row, or a string split on whitespace
         texts = [t if isinstance(t, list) else str(t).split() for t in texts]
         lengths = [len(t) for t in texts]
@@ -106,9 +137,9 @@ def predict_texts(
                         tags.append(names[predicted[position]])
                     previous = word
                 outputs[row] = {"tags": " ".join(tags)}
-            elif config.problem_type == "regression" or config.num_labels == 1:
+            elif task == "regression":
                 outputs[row] = {"prediction": float(logits[j, 0])}
-            elif config.problem_type == "multi_label_classification":
+            elif task == "multi_label":
                 probabilities = torch.sigmoid(logits[j]).tolist()
                 outputs[row] = {
                     "labels": "|".join(n for n, p in zip(names, probabilities) if p > threshold),

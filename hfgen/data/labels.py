@@ -10,6 +10,9 @@ seeded (stratified) validation split carved out of training when the dataset has
 
 Class names (saved as ``config.id2label``) are a ClassLabel's names, else the recipe's list, else
 the sorted distinct training labels, so ``pipeline()`` prints names rather than ``LABEL_0``.
+
+`encode_labels_for_model` does the same for one split scored by a trained model
+(``scripts/evaluate.py``): the classes are the model's ``config.id2label``, not read off the data.
 """
 
 from __future__ import annotations
@@ -75,15 +78,13 @@ def _check_not_floats(values: list, feature, column: str, split: str, ref: str) 
         )
 
 
-def _flatten(values: list, column: str, split: str, ref: str, task: str) -> list:
+def _flatten(values: list, column: str, split: str, ref: str, task: str, key: str = "data.label_column") -> list:
     flat = []
     for value in values:
         if not isinstance(value, (list, tuple)):
             kind = "a list of classes per example" if task == "multi_label" else "a list of tags per word"
-            raise DatasetError(
-                f"data.label_column={column!r} in split {split!r} of {ref} holds {value!r}; classifier.task "
-                f"{task!r} needs {kind}."
-            )
+            needs = f"classifier.task {task!r} needs" if key.startswith("data.") else f"a {task} model needs"
+            raise DatasetError(f"{key}={column!r} in split {split!r} of {ref} holds {value!r}; {needs} {kind}.")
         flat.extend(value)
     return flat
 
@@ -116,24 +117,13 @@ def encode_labels(
     report = LabelReport(names=None)
     raw: dict[str, list] = {}
     for name, split in list(splits.items()):
-        values = column_values(split, label_column)
-        null_rows = [i for i, v in enumerate(values) if _is_null(v)]
-        if null_rows:
-            keep = sorted(set(range(len(values))) - set(null_rows))
-            splits[name] = split.select(keep)
-            values = [values[i] for i in keep]
-            report.null_dropped[name] = len(null_rows)
-            logger.warning("Dropped %d row(s) of split %r with a null %r label.", len(null_rows), name, label_column)
-        raw[name] = values
+        splits[name], raw[name], dropped = _drop_null_labels(split, label_column, name)
+        if dropped:
+            report.null_dropped[name] = dropped
 
     if task == "regression":
         for name, values in raw.items():
-            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
-            if bad:
-                raise DatasetError(
-                    f"data.label_column={label_column!r} in split {name!r} of {ref} holds {bad[:3]}; "
-                    "classifier.task regression needs numbers."
-                )
+            _check_numbers(values, label_column, name, ref)
         encoded = {name: np.asarray(values, dtype=np.float32) for name, values in raw.items()}
         return _with_labels(splits, encoded, datasets.Value("float32")), report
 
@@ -146,12 +136,7 @@ def encode_labels(
         # ClassLabel ids -> names, so every split is compared by name (their ClassLabels may differ)
         for name, values in raw.items():
             split_names = _feature_names(splits[name].features[label_column]) or names  # ints are ids of the train names
-
-            def convert(value, split_names=split_names):
-                is_id = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(split_names)
-                return split_names[value] if is_id else _as_name(value)
-
-            raw[name] = [[convert(v) for v in row] for row in values] if per_example else [convert(v) for v in values]
+            raw[name] = _ids_as_names(values, split_names, per_example)
         train_values = raw[train_split]
         train_flat = _flatten(train_values, label_column, train_split, ref, task) if per_example else train_values
     else:
@@ -199,26 +184,106 @@ def encode_labels(
         report.unseen_mapped[name] = mapped
         logger.warning("Split %r: %d row(s) with labels unseen in training (%s) map to %r.", name, mapped, unknown[:5], unknown_label)
 
-    def encode(value) -> int:
-        return index.get(_as_name(value), index.get(unknown_label, -1))
-
-    encoded: dict[str, object] = {}
-    if task == "single_label":
-        encoded = {name: np.asarray([encode(v) for v in values], dtype=np.int64) for name, values in raw.items()}
-        feature_type = datasets.Value("int64")
-    elif task == "token":
-        encoded = {name: [[encode(v) for v in row] for row in values] for name, values in raw.items()}
-        feature_type = datasets.List(datasets.Value("int64"))
-    else:  # multi_label
-        encoded = {}
-        for name, values in raw.items():
-            hot = np.zeros((len(values), len(names)), dtype=np.float32)  # (examples, labels)
-            for row, labels in enumerate(values):
-                hot[row, [encode(v) for v in labels]] = 1.0
-            encoded[name] = hot
-        feature_type = datasets.List(datasets.Value("float32"))
+    fallback = index.get(unknown_label, -1)
+    encoded = {name: _encode(values, index, task, len(names), fallback) for name, values in raw.items()}
     report.names = names
-    return _with_labels(splits, encoded, feature_type), report
+    return _with_labels(splits, encoded, _ENCODED_FEATURES[task]), report
+
+
+def encode_labels_for_model(
+    split: datasets.Dataset,
+    label_column: str,
+    task: str,
+    label_names: list[str] | None,
+    *,
+    split_name: str,
+    ref: str = "the dataset",
+    key: str = "--label-column",
+) -> tuple[datasets.Dataset, int]:
+    """Add a ``labels`` column to one split for a model that is already trained: its classes are
+    ``label_names`` (``config.id2label`` in id order; None for regression), so nothing is read off the
+    data. Labels are matched by name: strings as they are, ints and bools as their text, ClassLabel ids
+    through the column's names; a model without class names (transformers' ``LABEL_0``, ...) takes
+    ints as ids. Rows with a null label are dropped; returns the split and how many were.
+
+    Raises:
+        DatasetError: a label the model does not know (naming it and the model's labels), or a
+            label column of the wrong form for ``task``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    split, values, dropped = _drop_null_labels(split, label_column, split_name)
+    if task == "regression":
+        _check_numbers(values, label_column, split_name, ref, key)
+        labelled = _with_labels({split_name: split}, {split_name: np.asarray(values, dtype=np.float32)}, datasets.Value("float32"))
+        return labelled[split_name], dropped
+    per_example = task in ("multi_label", "token")
+    column_names = _feature_names(split.features[label_column])
+    if column_names is not None:
+        values = _ids_as_names(values, column_names, per_example)
+    index = {name: i for i, name in enumerate(label_names)}
+    if all(name == f"LABEL_{i}" for i, name in enumerate(label_names)):  # no class names: ints are ids
+        index.update({str(i): i for i in range(len(label_names))})
+    flat = _flatten(values, label_column, split_name, ref, task, key) if per_example else values
+    unknown = sorted({_as_name(v) for v in flat} - set(index), key=_natural_key)
+    if unknown:
+        raise DatasetError(
+            f"{key}={label_column!r} in split {split_name!r} of {ref} holds labels the model does not know: "
+            f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}; the model's labels (config.label2id): "
+            f"{label_names[:20]}{' ...' if len(label_names) > 20 else ''}. Fix the data, or evaluate a model trained on these labels."
+        )
+    encoded = _encode(values, index, task, len(label_names), fallback=-1)
+    return _with_labels({split_name: split}, {split_name: encoded}, _ENCODED_FEATURES[task])[split_name], dropped
+
+
+_ENCODED_FEATURES = {
+    "single_label": datasets.Value("int64"),
+    "token": datasets.List(datasets.Value("int64")),
+    "multi_label": datasets.List(datasets.Value("float32")),
+}
+
+
+def _drop_null_labels(split: datasets.Dataset, column: str, split_name: str) -> tuple[datasets.Dataset, list, int]:
+    """(the split without rows whose label is null, their labels, how many rows were dropped)."""
+    values = column_values(split, column)
+    null_rows = [i for i, v in enumerate(values) if _is_null(v)]
+    if not null_rows:
+        return split, values, 0
+    keep = sorted(set(range(len(values))) - set(null_rows))
+    logger.warning("Dropped %d row(s) of split %r with a null %r label.", len(null_rows), split_name, column)
+    return split.select(keep), [values[i] for i in keep], len(null_rows)
+
+
+def _check_numbers(values: list, column: str, split: str, ref: str, key: str = "data.label_column") -> None:
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise DatasetError(f"{key}={column!r} in split {split!r} of {ref} holds {bad[:3]}; classifier.task regression needs numbers.")
+
+
+def _ids_as_names(values: list, names: list[str], per_example: bool) -> list:
+    """ClassLabel ids -> their names (anything else as its text), so labels are compared by name."""
+
+    def convert(value):
+        is_id = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names)
+        return names[value] if is_id else _as_name(value)
+
+    return [[convert(v) for v in row] for row in values] if per_example else [convert(v) for v in values]
+
+
+def _encode(values: list, index: dict[str, int], task: str, num_names: int, fallback: int):
+    """Labels as the ``labels`` column holds them (see the module docstring); names outside ``index`` get ``fallback``."""
+
+    def encode(value) -> int:
+        return index.get(_as_name(value), fallback)
+
+    if task == "single_label":
+        return np.asarray([encode(v) for v in values], dtype=np.int64)
+    if task == "token":
+        return [[encode(v) for v in row] for row in values]
+    hot = np.zeros((len(values), num_names), dtype=np.float32)  # multi_label: (examples, labels)
+    for row, labels in enumerate(values):
+        hot[row, [encode(v) for v in labels]] = 1.0
+    return hot
 
 
 def _natural_key(name: str):

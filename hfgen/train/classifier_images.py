@@ -129,18 +129,21 @@ class ImageBatches:
         return {"pixel_values": pixel_values, "labels": torch.stack([row["labels"] for row in rows])}
 
 
-def build_image_loader(images: ImageDataset, batch_size: int, *, seed: int, train: bool, recipe: Recipe) -> DataLoader:
+def build_image_loader(images: ImageDataset, batch_size: int, *, seed: int, train: bool, recipe: Recipe | None = None) -> DataLoader:
     """Training: an `EpochSampler` permutation per epoch, last partial batch dropped, augmentation per
-    `classifier.image_crop_scale` / `data.random_flip`. Evaluation: every image once, in order, no augmentation."""
-    options = recipe.classifier or ClassifierSection()
+    `classifier.image_crop_scale` / `data.random_flip`. Evaluation: every image once, in order, no augmentation
+    (no recipe needed)."""
     sampler = EpochSampler(len(images), seed=seed, shuffle=train)
-    collate = ImageBatches(options.image_crop_scale, recipe.data.random_flip) if train else ImageBatches()
+    collate, workers = ImageBatches(), 0
+    if train:
+        options = recipe.classifier or ClassifierSection()
+        collate, workers = ImageBatches(options.image_crop_scale, recipe.data.random_flip), recipe.data.num_workers
     return DataLoader(
         images,
         batch_sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=train),
         collate_fn=collate,
-        num_workers=recipe.data.num_workers if train else 0,
-        persistent_workers=train and recipe.data.num_workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
     )
 
 
