@@ -2,9 +2,17 @@
 budget and precision, in one run, so the ratio is not skewed by a different machine or day.
 
 `WORKLOADS` maps a workload name (the subcommand of ``scripts/benchmark.py``) to the module whose
-``run(quick: bool) -> dict`` measures it. The dict holds ``hfgen``, the peer(s), ``settings`` and
-``ratio`` (hfgen's throughput over the peer's; >1 means hfgen is faster). Peers are installed
-with the ``bench`` extra, never as hfgen's own dependencies.
+``run(quick: bool, threads: int | None) -> dict`` measures it. Peers are installed with the ``bench``
+extra, never as hfgen's own dependencies. Every comparative workload returns one shape, so
+``benchmark.py all`` can tabulate them without knowing each:
+
+- ``hfgen`` and ``peer``: one dict per contender (the peer's with a ``name``) holding its throughput,
+  its quality figure and ``peak_memory`` (`hfgen.benchmarks.memory.peak_memory_mb` of a process running
+  only that contender: ``{"peak_rss_mb": ...}`` on CPU, ``{"peak_cuda_mb": ...}`` on CUDA);
+- ``ratio``: hfgen's throughput over the peer's (>1: hfgen is faster);
+- ``throughput_key``: the key of the throughput in both contender dicts (e.g. ``"tokens_per_s"``);
+- ``quality_key`` and ``quality_higher_is_better``: the key of the quality figure in both, and its sense;
+- ``settings``: what both shared. Extra arms (``peer_default``, ``hfgen_bf16``, ...) may sit beside them.
 """
 
 from __future__ import annotations
@@ -12,14 +20,28 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import sys
+import traceback
 from pathlib import Path
 
 WORKLOADS: dict[str, str] = {
+    "contrastive": "hfgen.benchmarks.contrastive",  # sentence-embedding pairs (InfoNCE) vs sentence-transformers' Trainer + MNRL
     "finetune": "hfgen.benchmarks.finetune",  # text classifier fine-tuning vs transformers' Trainer
     "gan": "hfgen.benchmarks.gan",  # DCGAN training vs the pytorch/examples loop
     "mlm": "hfgen.benchmarks.mlm",  # masked-LM pretraining vs transformers' run_mlm_no_trainer loop
     "vae": "hfgen.benchmarks.vae",  # VAE training vs pythae's VAE + BaseTrainer
     "low_label": "hfgen.benchmarks.low_label",  # image fine-tuning on 1% / 10% of labels: random init vs autoencoder vs SimCLR
+}
+
+
+# The speed-ups the project promises (hfgen throughput / peer throughput); `benchmark.py all` runs these
+# workloads, in this order. low_label has no peer (it compares initialisations of one model), so it is not here.
+TARGETS: dict[str, float] = {
+    "mlm": 3.0,
+    "finetune": 1.2,  # against the tuned Trainer (dynamic padding, length grouping, bf16)
+    "contrastive": 1.2,
+    "gan": 1.2,
+    "vae": 1.5,
 }
 
 
@@ -29,6 +51,103 @@ def run_workload(name: str, quick: bool = False, json_path: str | None = None, t
     ``threads``: CPU threads per contender, for workloads whose ``run`` takes a ``threads`` argument
     (on a machine shared with other jobs, 1 thread each gives steadier ratios than oversubscribed cores).
     """
+    results = _measure(name, quick, threads)
+    _report(results, json_path)
+    return results
+
+
+def run_all(quick: bool = False, json_path: str | None = None, threads: int | None = None) -> dict:
+    """Run every workload of `TARGETS` in turn; a workload that fails is recorded with its ``error`` and
+    the others still run. Prints the results as one JSON object keyed by workload, then `summary_table`;
+    writes the JSON to ``json_path`` when given. Each workload's dict gains ``target`` and ``target_met``."""
+    results = {}
+    for name, target in TARGETS.items():
+        print(f"[benchmark all] {name}", file=sys.stderr, flush=True)
+        try:
+            result = _measure(name, quick, threads)
+            result.update(target=target, target_met=bool(result["ratio"] >= target))
+        except Exception as err:  # noqa: BLE001 (one broken workload must not hide the others' figures)
+            traceback.print_exc()
+            result = {"workload": name, "error": f"{type(err).__name__}: {err}", "target": target, "target_met": False}
+        results[name] = result
+    _report(results, json_path)
+    print(summary_table(results), flush=True)
+    return results
+
+
+def summary_table(results: dict) -> str:
+    """A Markdown table of `run_all`'s results: throughputs, ratio against its target, quality and peak memory."""
+    lines = [
+        "| workload | hfgen | peer | ratio | target | met | quality (hfgen / peer) | peak memory hfgen / peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        target = f">= {result['target']}x" if "target" in result else "-"
+        if "error" in result:
+            lines.append(f"| {name} | - | - | - | {target} | FAILED: {result['error'].splitlines()[0][:120].replace('|', '/')} | - | - |")
+            continue
+        hfgen, peer = result.get("hfgen", {}), result.get("peer", {})
+        speed = result.get("throughput_key")
+        quality = result.get("quality_key")
+        sense = "higher" if result.get("quality_higher_is_better", True) else "lower"
+        quality_text = f"{quality}: {_number(hfgen.get(quality))} / {_number(peer.get(quality))} ({sense} is better)" if quality else "-"
+        met = "-" if "target_met" not in result else "yes" if result["target_met"] else "no"
+        lines.append(
+            f"| {name} | {_number(hfgen.get(speed))} {speed} | {_number(peer.get(speed))} {speed} | {result['ratio']:.2f}x | {target} "
+            f"| {met} | {quality_text} | {_memory(hfgen)} / {_memory(peer)} |"
+        )
+    return "\n".join(lines)
+
+
+def describe(name: str) -> str:
+    """The first sentence of workload ``name``'s module docstring, read without importing the module (nor torch)."""
+    import ast
+    import importlib.util
+
+    module = sys.modules.get(WORKLOADS[name])
+    if module is not None:
+        docstring = module.__doc__ or ""
+    else:
+        spec = importlib.util.find_spec(WORKLOADS[name])
+        docstring = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+    first = " ".join(docstring.split("\n\n")[0].split())
+    return first.split(": ", 1)[1] if first.startswith(f"`{name}` workload: ") else first
+
+
+def failed(results: dict) -> list[str]:
+    """The workloads of `run_all`'s results that did not finish."""
+    return [name for name, result in results.items() if "error" in result]
+
+
+def run_in_fresh_process(module: str, *args: str, what: str) -> float:
+    """Run ``python -m module *args`` in a fresh interpreter (no state, caches or memory high-water mark
+    inherited from this one) and wait for it; returns its wall seconds. The module writes its results to a
+    file named in ``args``. Raises RuntimeError naming ``what``, with the end of its stderr, if it fails."""
+    import subprocess
+    import time
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def run_contenders(module: str, contenders, settings: dict, folder: Path) -> dict[str, dict]:
+    """Each contender of workload ``module`` in its own fresh process, one after the other: writes
+    ``folder/settings.json``, runs ``python -m module NAME folder/settings.json folder/NAME.json`` (the module's
+    ``__main__`` writes NAME's results there); returns {name: those results + ``wall_s`` of its process}."""
+    settings_path = Path(folder) / "settings.json"
+    settings_path.write_text(json.dumps(settings))
+    results = {}
+    for name in contenders:
+        result_path = Path(folder) / f"{name}.json"
+        wall = run_in_fresh_process(module, name, str(settings_path), str(result_path), what=f"benchmark contender {name}")
+        results[name] = {**json.loads(result_path.read_text()), "wall_s": wall}
+    return results
+
+
+def _measure(name: str, quick: bool, threads: int | None) -> dict:
     if name not in WORKLOADS:
         raise KeyError(f"unknown benchmark workload {name!r}; known: {sorted(WORKLOADS)}")
     run = importlib.import_module(WORKLOADS[name]).run
@@ -37,10 +156,29 @@ def run_workload(name: str, quick: bool = False, json_path: str | None = None, t
         if "threads" not in inspect.signature(run).parameters:
             raise ValueError(f"benchmark workload {name!r} does not take --threads")
         extra["threads"] = threads
-    results = run(quick=quick, **extra)
+    return run(quick=quick, **extra)
+
+
+def _report(results: dict, json_path: str | None) -> None:
     text = json.dumps(results, indent=2, sort_keys=False, default=str)
-    print(text)
+    print(text, flush=True)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(text + "\n")
-    return results
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _memory(entry: dict) -> str:
+    """``peak_memory`` of a contender as text: "812 MB RSS" or "2,048 MB CUDA"."""
+    memory = entry.get("peak_memory") or {}
+    for key, unit in (("peak_rss_mb", "RSS"), ("peak_cuda_mb", "CUDA")):
+        if key in memory:
+            return f"{memory[key]:,.0f} MB {unit}"
+    return "-"

@@ -18,16 +18,16 @@ contender should inherit another's warm caches), one after the other. Throughput
 per second of the training loop as each measures it (hfgen: from the first batch to the last
 optimizer step, evaluation excluded; Trainer: ``train_samples_per_second`` of ``train()``); the
 end-to-end wall time of each process (load, tokenise, train, predict the test split) is reported
-too. ``ratio`` is hfgen over ``trainer_tuned``; ``ratio_vs_default`` over ``trainer_default``.
+too, and its peak memory (``peak_memory``: the peak RSS of that process, which runs only that contender;
+it includes the Python/torch baseline, the same for all). ``peer`` is ``trainer_tuned`` and ``ratio`` is
+hfgen over it; ``peer_default`` is ``trainer_default`` and ``ratio_vs_default`` hfgen over that.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune" / "minilm_rotten_tomatoes_critics.yaml"
@@ -183,13 +183,15 @@ def run_trainer(settings: dict, output_dir: str, tuned: bool) -> dict:
 
 
 def _contender_main(name: str, settings_path: str, result_path: str) -> None:
+    from hfgen.benchmarks.memory import peak_memory_mb
+
     settings = json.loads(Path(settings_path).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         if name == "hfgen":
             result = run_hfgen(settings, str(Path(tmp) / "out"))
         else:
             result = run_trainer(settings, str(Path(tmp) / "out"), tuned=name == "trainer_tuned")
-    Path(result_path).write_text(json.dumps(result))
+    Path(result_path).write_text(json.dumps({**result, "peak_memory": peak_memory_mb()}))
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
@@ -198,34 +200,25 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     import torch
     import transformers
 
+    from hfgen.benchmarks import run_contenders
+
     settings = settings_for(quick, threads)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        settings_path = Path(tmp) / "settings.json"
-        settings_path.write_text(json.dumps(settings))
-        for name in CONTENDERS:
-            result_path = Path(tmp) / f"{name}.json"
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "hfgen.benchmarks.finetune", name, str(settings_path), str(result_path)],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if done.returncode != 0:
-                raise RuntimeError(f"benchmark contender {name} failed:\n{done.stderr[-4000:]}")
-            results[name] = {**json.loads(result_path.read_text()), "wall_s": time.perf_counter() - started}
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
     hfgen, tuned, default = results["hfgen"], results["trainer_tuned"], results["trainer_default"]
     return {
         "workload": "finetune",
         "settings": {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
                      "throughput": "training examples per second of the training loop (1 epoch)"},
         "hfgen": hfgen,
-        "peers": {
-            "trainer_default": {"name": "transformers Trainer, run_classification.py defaults (pad to 128)", **default},
-            "trainer_tuned": {"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16", **tuned},
-        },
+        "peer": {"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16 (trainer_tuned)", **tuned},
+        "peer_default": {"name": "transformers Trainer, run_classification.py defaults, pad to 128 (trainer_default)", **default},
         "ratio": hfgen["examples_per_s"] / tuned["examples_per_s"],
         "ratio_vs_default": hfgen["examples_per_s"] / default["examples_per_s"],
         "accuracy_delta_points": 100 * (hfgen["accuracy"] - max(tuned["accuracy"], default["accuracy"])),
+        "throughput_key": "examples_per_s",
+        "quality_key": "accuracy",
+        "quality_higher_is_better": True,
     }
 
 

@@ -19,6 +19,10 @@ and, robust to load spikes, the median over rounds of the peer's step time over 
 "loss per token seen" compares the mean masked-token loss over the last quarter of the steps, after the same
 number of tokens. The full run adds a third arm, hfgen's loop with the full head, to split the gain between
 packing/loop and sparse prediction.
+
+Peak memory (``peak_memory`` of each arm) is measured apart from the timing: the peak RSS of a fresh process
+that builds only that arm the same way and trains it `PROBE_STEPS` steps (`memory_probe`); it includes the
+Python/torch baseline, the same for both.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 MODEL = {"type": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
          "max_position_embeddings": 128, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 MAX_LENGTH, MASK_RATE, LEARNING_RATE, WEIGHT_DECAY, SEED = 128, 0.15, 5.0e-4, 0.01, 0
+PROBE_STEPS = 4  # training steps of the memory probe: past the first optimizer step, which allocates Adam's state
 
 
 def _documents(name: str, count: int) -> list[str]:
@@ -40,40 +45,6 @@ def _documents(name: str, count: int) -> list[str]:
 
     rows = build_dataset(name)["train"].shuffle(seed=SEED).select(range(count))
     return [text for text in rows["text"] if text and text.strip()]
-
-
-def train_peer(documents: list[str], tokenizer, steps: int, batch_size: int, mixed_precision: str) -> dict:
-    """run_mlm_no_trainer.py's data pipeline and loop (without the Accelerator wrapper, which adds nothing on one CPU process)."""
-    from transformers import AutoConfig, AutoModelForMaskedLM, DataCollatorForLanguageModeling
-
-    from hfgen.train.param_groups import parameter_groups
-
-    # tokenize_function + group_texts, as the example does with --max_seq_length 128 (no --line_by_line)
-    ids = [i for row in tokenizer(documents, return_special_tokens_mask=False, verbose=False)["input_ids"] for i in row]
-    total = len(ids) // MAX_LENGTH * MAX_LENGTH
-    examples = [{"input_ids": ids[i : i + MAX_LENGTH]} for i in range(0, total, MAX_LENGTH)]
-    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=MASK_RATE)
-    torch.manual_seed(SEED)
-    fields = {k: v for k, v in MODEL.items() if k != "type"}
-    config = AutoConfig.for_model(MODEL["type"], **fields, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    model = AutoModelForMaskedLM.from_config(config).train()
-    loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, shuffle=True, collate_fn=collator, drop_last=True)
-    optimizer = torch.optim.AdamW(parameter_groups(model, LEARNING_RATE, 0.01), lr=LEARNING_RATE)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
-    losses, done, started = [], 0, time.perf_counter()
-    while done < steps:
-        for batch in loader:
-            with autocast:
-                outputs = model(**batch)
-            outputs.loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(outputs.loss.item())
-            done += 1
-            if done == steps:
-                break
-    elapsed = time.perf_counter() - started
-    return {"tokens_per_s": steps * batch_size * MAX_LENGTH / elapsed, "seconds": elapsed, "losses": losses}
 
 
 class _PeerLoop:
@@ -160,24 +131,52 @@ def _model(tokenizer):
     return AutoModelForMaskedLM.from_config(config)
 
 
-def run(quick: bool = False) -> dict:
-    """Train the arms in turn, one step each, for the same number of steps; compare tokens/s and the loss
-    after the same number of tokens."""
-    import copy
-
+def _setup(quick: bool, threads: int | None) -> dict:
+    """What every arm shares, built once: settings, torch threads, tokenizer, documents and initial model."""
     from hfgen.pretrained import resolve_pretrained
     from hfgen.train.accelerator import cpu_threads_per_process
     from hfgen.train.tokenizer import load_tokenizer
 
     steps, batch_size, precision = (12, 32, "bf16") if quick else (60, 32, "bf16")
-    torch.set_num_threads(int(os.environ.get("HFGEN_BENCHMARK_THREADS", 0)) or cpu_threads_per_process())
+    torch.set_num_threads(threads or int(os.environ.get("HFGEN_BENCHMARK_THREADS", "0")) or cpu_threads_per_process())
     tokenizer = load_tokenizer(resolve_pretrained("minilm"))  # MiniLM's 30,522-token uncased WordPiece
     documents = _documents("text_corpus", 4000 if quick else 20000)
-    model = _model(tokenizer)  # every arm starts from these weights
-    arms = {"hfgen": _HfgenLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision),
-            "peer": _PeerLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision)}
-    if not quick:
-        arms["hfgen_full_head"] = _HfgenLoop(documents, tokenizer, copy.deepcopy(model), batch_size, precision, sparse_prediction=False)
+    return {"steps": steps, "batch_size": batch_size, "precision": precision, "tokenizer": tokenizer, "documents": documents,
+            "model": _model(tokenizer)}  # every arm starts from these weights
+
+
+def _arm(contender: str, shared: dict, model):
+    """The loop of ``contender`` (hfgen, peer or hfgen_full_head) on ``model``."""
+    args = (shared["documents"], shared["tokenizer"], model, shared["batch_size"], shared["precision"])
+    if contender == "peer":
+        return _PeerLoop(*args)
+    return _HfgenLoop(*args, sparse_prediction=contender != "hfgen_full_head")
+
+
+def memory_probe(contender: str, quick: bool = False, threads: int | None = None) -> dict:
+    """Peak memory of this process after building only ``contender``'s arm and training it `PROBE_STEPS` steps
+    (run it in a fresh process: `hfgen.benchmarks.memory.measure_peak_memory`)."""
+    from hfgen.benchmarks.memory import peak_memory_mb
+
+    shared = _setup(quick, threads)
+    arm = _arm(contender, shared, shared.pop("model"))
+    for _ in range(PROBE_STEPS):
+        arm.step()
+    return peak_memory_mb()
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict:
+    """Train the arms in turn, one step each, for the same number of steps; compare tokens/s and the loss
+    after the same number of tokens. ``threads``: torch threads (default `$HFGEN_BENCHMARK_THREADS`, else
+    every core this process may use)."""
+    import copy
+
+    from hfgen.benchmarks.memory import measure_peak_memory
+
+    shared = _setup(quick, threads)
+    steps, batch_size, precision, tokenizer, documents = (shared[k] for k in ("steps", "batch_size", "precision", "tokenizer", "documents"))
+    names = ["hfgen", "peer"] if quick else ["hfgen", "peer", "hfgen_full_head"]
+    arms = {name: _arm(name, shared, copy.deepcopy(shared["model"])) for name in names}
     seconds = {name: [] for name in arms}
     losses = {name: [] for name in arms}
     for _ in range(steps):
@@ -197,13 +196,19 @@ def run(quick: bool = False) -> dict:
         "workload": "mlm",
         "settings": {"steps": steps, "batch_size": batch_size, "max_length": MAX_LENGTH, "precision": precision, "mask_rate": MASK_RATE,
                      "learning_rate": LEARNING_RATE, "model": MODEL, "vocab_size": len(tokenizer), "documents": len(documents),
-                     "threads": torch.get_num_threads(), "timing": "arms interleaved step by step; first 2 steps of each untimed"},
+                     "threads": torch.get_num_threads(), "timing": "arms interleaved step by step; first 2 steps of each untimed",
+                     "peak_memory": f"peak of a fresh process building one arm and training it {PROBE_STEPS} steps"},
         "hfgen": summary("hfgen"),
         "peer": {"name": "transformers run_mlm_no_trainer.py loop (group_texts, DataCollatorForLanguageModeling, full head)", **summary("peer")},
+        "throughput_key": "tokens_per_s",
+        "quality_key": "last_quarter_loss",
+        "quality_higher_is_better": False,
     }
     result["ratio"] = result["hfgen"]["tokens_per_s"] / result["peer"]["tokens_per_s"]
     # each round's two steps ran back to back under the same load: the median of their ratios is robust to load spikes
     result["ratio_median_of_rounds"] = statistics.median(p / h for p, h in zip(seconds["peer"][2:], seconds["hfgen"][2:]))
     if "hfgen_full_head" in arms:
         result["hfgen_full_head"] = summary("hfgen_full_head")
+    for name in ("hfgen", "peer"):  # after the timing, one process at a time
+        result[name]["peak_memory"] = measure_peak_memory(__name__, name, quick, threads)
     return result

@@ -6,7 +6,9 @@ reconstruction loss sums over pixels like hfgen's), on the same Fashion-MNIST tr
 for the same epochs, batch size and learning rate, in float32 (pythae's mixed precision is
 CUDA-only). Reported: seconds per epoch, images/s, and the test-split ELBO per image computed by
 the same estimator for both (hfgen's `evaluate_elbo`: one posterior sample per image). hfgen's
-default bf16 is measured too, as `hfgen_bf16`.
+default bf16 is measured too, as `hfgen_bf16`. Peak memory (``peak_memory`` of each) is the peak RSS of a
+fresh process that loads the data and trains only that contender (hfgen in float32), built the same way,
+for about `PROBE_STEPS` steps (`memory_probe`); it includes the Python/torch baseline, the same for both.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+MODEL = {"type": "hfgen-vae", "image_size": 28, "num_channels": 1, "latent_dim": 16, "hidden_widths": [32, 64]}
+PROBE_STEPS = 5  # training steps of the memory probe: every buffer and optimizer state exists after the first
 
 def _pythae_model(config):
     from pythae.models import VAE, VAEConfig
@@ -49,6 +53,7 @@ def _pythae_model(config):
 
 def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int, learning_rate: float, seed: int, output_dir: str):
     """pythae's BaseTrainer on the same images; returns (hfgen VAEModel holding its weights, seconds)."""
+    from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
     from hfgen.models import VAEModel
@@ -57,7 +62,7 @@ def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int,
     model = _pythae_model(config)
     trainer = BaseTrainer(
         model=model,
-        train_dataset=train_pixels,
+        train_dataset=BaseDataset(train_pixels, torch.zeros(len(train_pixels))),  # as pythae's TrainingPipeline wraps a tensor
         training_config=BaseTrainerConfig(
             output_dir=output_dir, num_epochs=epochs, learning_rate=learning_rate,
             per_device_train_batch_size=batch_size, steps_saving=None, no_cuda=True, seed=seed,
@@ -90,34 +95,80 @@ def _fresh_accelerator_state() -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def run(quick: bool = False) -> dict:
-    from hfgen.config import recipe_from_dict
+def settings_for(quick: bool) -> tuple[int, int, float]:
+    """(epochs, batch_size, learning_rate) of both contenders."""
+    return (1, 128, 1e-3) if quick else (5, 128, 1e-3)
+
+
+def load_pixels(quick: bool) -> dict:
+    """{"train", "test"}: uint8 (N, 1, 28, 28) fashion_mnist images (quick: the first 20,000 training images)."""
     from hfgen.data import ImageDataset, build_dataset
+
+    dataset = build_dataset("fashion_mnist")
+    rows = {"train": dataset["train"], "test": dataset["test"]}
+    if quick:
+        rows["train"] = rows["train"].select(range(20_000))
+    return {name: ImageDataset(part, image_column="image", image_size=28, num_channels=1).pixels for name, part in rows.items()}
+
+
+def hfgen_recipe(train_images: int, epochs: int, batch_size: int, learning_rate: float, precision: str, output_dir: str,
+                 threads: int | None, max_steps: int | None = None):
+    """hfgen's side: `method: vae` on the first ``train_images`` fashion_mnist training images."""
+    from hfgen.config import recipe_from_dict
+
+    return recipe_from_dict({
+        "method": "vae",
+        "model": MODEL,
+        "data": {"dataset": "fashion_mnist", "max_train_samples": train_images, "eval_split": None},
+        "train": {
+            "output_dir": output_dir, "num_epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+            "learning_rate": learning_rate, "mixed_precision": precision, "seed": 0, "save_every": None,
+            "sample_every": None, "log_every": 100, "report_to": "none", "cpu_threads": threads,
+        },
+    }, where="benchmark vae")
+
+
+def memory_probe(contender: str, quick: bool = False, threads: int | None = None) -> dict:
+    """Peak memory of this process after training only ``contender`` (hfgen in float32, or peer) for about
+    `PROBE_STEPS` steps (run it in a fresh process: `hfgen.benchmarks.memory.measure_peak_memory`)."""
+    from hfgen.benchmarks.memory import peak_memory_mb
+    from hfgen.models import VAEConfig
     from hfgen.train import run as train
+    from hfgen.train.accelerator import cpu_threads_per_process
+
+    epochs, batch_size, learning_rate = settings_for(quick)
+    train_images = 20_000 if quick else 60_000
+    with tempfile.TemporaryDirectory() as tmp:
+        if contender == "hfgen":
+            _fresh_accelerator_state()
+            train(hfgen_recipe(train_images, epochs, batch_size, learning_rate, "no", str(Path(tmp) / "hfgen"), threads, max_steps=PROBE_STEPS))
+        else:  # the peer's whole training set is held as float, as in `run`; pythae trains whole epochs, so one over a slice
+            torch.set_num_threads(cpu_threads_per_process(threads))
+            train_pixels = load_pixels(quick)["train"].float() / 255
+            config = VAEConfig(**{k: v for k, v in MODEL.items() if k != "type"})
+            train_peer(config, train_pixels[: PROBE_STEPS * batch_size], 1, batch_size, learning_rate, 0, str(Path(tmp) / "pythae"))
+    return peak_memory_mb()
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict:
+    """Train both for the same epochs; compare images/s and test ELBO (``threads``: torch threads of both;
+    default every core this process may use)."""
     from transformers import AutoModel
 
-    epochs, batch_size, learning_rate = (1, 128, 1e-3) if quick else (5, 128, 1e-3)
-    model_config = {"type": "hfgen-vae", "image_size": 28, "num_channels": 1, "latent_dim": 16, "hidden_widths": [32, 64]}
-    dataset = build_dataset("fashion_mnist")
-    train_rows, test_rows = dataset["train"], dataset["test"]
-    if quick:
-        train_rows = train_rows.select(range(20_000))
-    pixels = {name: ImageDataset(rows, image_column="image", image_size=28, num_channels=1).pixels for name, rows in (("train", train_rows), ("test", test_rows))}
+    from hfgen.benchmarks.memory import measure_peak_memory
+    from hfgen.models import VAEConfig
+    from hfgen.train import run as train
+    from hfgen.train.accelerator import cpu_threads_per_process
+
+    epochs, batch_size, learning_rate = settings_for(quick)
+    pixels = load_pixels(quick)
+    train_images = len(pixels["train"])
     test_pixels = pixels["test"].float() / 255  # (N, 1, 28, 28) in [0, 1]
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("no", "bf16"):
-            recipe = recipe_from_dict({
-                "method": "vae",
-                "model": model_config,
-                "data": {"dataset": "fashion_mnist", "max_train_samples": len(train_rows), "eval_split": None},
-                "train": {
-                    "output_dir": str(Path(tmp) / f"hfgen-{precision}"), "num_epochs": epochs, "batch_size": batch_size,
-                    "learning_rate": learning_rate, "mixed_precision": precision, "seed": 0, "save_every": None,
-                    "sample_every": None, "log_every": 100, "report_to": "none",
-                },
-            }, where="benchmark vae")
+            recipe = hfgen_recipe(train_images, epochs, batch_size, learning_rate, precision, str(Path(tmp) / f"hfgen-{precision}"), threads)
             _fresh_accelerator_state()
             out = train(recipe)
             stats = json.loads((out / "eval_results.json").read_text())
@@ -127,22 +178,28 @@ def run(quick: bool = False) -> dict:
                 "seconds_per_epoch": stats["train_seconds"] / epochs,
                 "test_elbo": test_elbo(model, test_pixels),
             }
-        from hfgen.models import VAEConfig
-
-        config = VAEConfig(**{k: v for k, v in model_config.items() if k != "type"})
+        torch.set_num_threads(cpu_threads_per_process(threads))  # as hfgen's accelerator sets it
+        config = VAEConfig(**{k: v for k, v in MODEL.items() if k != "type"})
         peer_model, seconds = train_peer(config, pixels["train"].float() / 255, epochs, batch_size, learning_rate, 0, str(Path(tmp) / "pythae"))
     peer = {
         "name": "pythae 0.1.2 VAE + BaseTrainer",
-        "images_per_s": len(train_rows) * epochs / seconds,
+        "images_per_s": train_images * epochs / seconds,
         "seconds_per_epoch": seconds / epochs,
         "test_elbo": test_elbo(peer_model, test_pixels),
     }
+    results["no"]["peak_memory"] = measure_peak_memory(__name__, "hfgen", quick, threads)
+    peer["peak_memory"] = measure_peak_memory(__name__, "peer", quick, threads)
     return {
         "workload": "vae",
         "settings": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "precision": "fp32 (both)",
-                     "train_images": len(train_rows), "model": model_config, "quality": "test ELBO per image (nats), 10,000 fashion_mnist test images"},
+                     "train_images": train_images, "model": MODEL, "threads": torch.get_num_threads(),
+                     "quality": "test ELBO per image (nats), 10,000 fashion_mnist test images",
+                     "peak_memory": f"peak of a fresh process training one contender (hfgen fp32) about {PROBE_STEPS} steps"},
         "hfgen": results["no"],
         "hfgen_bf16": results["bf16"],
         "peer": peer,
         "ratio": results["no"]["images_per_s"] / peer["images_per_s"],
+        "throughput_key": "images_per_s",
+        "quality_key": "test_elbo",
+        "quality_higher_is_better": True,
     }
