@@ -6,6 +6,9 @@
 - `objective: pairs` — supervised pairs (Sentence-BERT's MultipleNegativesRankingLoss): `data.text_column`
   anchors, `data.text_pair_column` positives, optional `contrastive.negative_column` hard negatives.
 
+On CPU the encoder runs transformers' eager attention with hfgen's cheaper dropout masks (`hfgen.train.fast_dropout`),
+as `method: classifier` does: the same math, faster steps than sdpa with torch's dropout.
+
 Under several processes the negatives come from every rank, with gradients flowing back to the rank that
 produced them (`hfgen.losses.nt_xent`): 2 processes x N texts train exactly like 1 process x 2N.
 
@@ -32,6 +35,7 @@ from ..losses.nt_xent import info_nce_loss
 from ..metrics.retrieval import same_label_recall_at_k
 from .accelerator import build_accelerator, seed_everything
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
+from .fast_dropout import use_fast_dropout
 from .optim import build_optimizer, build_scheduler
 from .param_groups import parameter_groups
 from .tokenizer import check_vocabulary, load_tokenizer
@@ -40,6 +44,7 @@ from .tracking import build_dataloader, check_finite, iterate_batches, progress_
 logger = logging.getLogger("hfgen")
 
 RETRIEVAL_SEED = 0  # the retrieval subset is the same in every run, so before/after figures compare
+CPU_TEXTS_PER_FORWARD = 32  # fewer texts per forward lose more to small matrix products than they save in padding
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,19 +96,39 @@ class ProjectionHead(nn.Module):
 
 
 class ContrastiveObjective(nn.Module):
-    """Encoder + optional head as one module (one DDP wrapper): texts -> embeddings split into groups."""
+    """Encoder + optional head as one module (one DDP wrapper): texts -> embeddings split into groups.
 
-    def __init__(self, model: nn.Module, head: nn.Module | None = None):
+    `texts_per_forward`: None runs the whole padded batch in one forward. A number sorts the texts by length and
+    encodes them in forwards of about that many, each trimmed to its own longest text: the same embeddings (right
+    padding; BERT ignores masked columns) for less compute on CPU, where padding costs as much as text and a
+    32-text forward still keeps the matrix products efficient (a GPU prefers one large forward)."""
+
+    def __init__(self, model: nn.Module, head: nn.Module | None = None, texts_per_forward: int | None = None):
         super().__init__()
         self.model, self.head = model, head if head is not None else nn.Identity()
+        self.texts_per_forward = texts_per_forward
 
     def forward(self, groups: int, repeat: int = 1, **inputs) -> tuple[torch.Tensor, ...]:
         """`inputs` hold `groups` blocks of n texts each (anchors, positives[, negatives]); `repeat=2` encodes
         them twice (different dropout masks, SimCSE). Returns groups * repeat tensors of (n, hidden)."""
         if repeat > 1:
             inputs = {k: v.repeat(repeat, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
-        pooled = self.head(self.model(**inputs).pooled_embeddings)  # (repeat * groups * n, hidden)
+        pooled = self.head(self.encode(inputs))  # (repeat * groups * n, hidden)
         return tuple(pooled.chunk(groups * repeat))
+
+    def encode(self, inputs: dict) -> torch.Tensor:
+        """Pooled embeddings (texts, hidden) of a padded batch, in its order."""
+        mask = inputs.get("attention_mask")
+        count = mask.shape[0] if mask is not None else 0
+        if self.texts_per_forward is None or mask is None or count < 2 * self.texts_per_forward:
+            return self.model(**inputs).pooled_embeddings
+        order = mask.sum(dim=1).argsort()  # shortest first: neighbours need about the same width
+        pooled = []
+        for rows in order.tensor_split(count // self.texts_per_forward):
+            # up to the last column any of these texts uses (with left padding: every column, nothing trimmed)
+            width = int(mask[rows].any(dim=0).nonzero().max()) + 1
+            pooled.append(self.model(**{k: v[rows, :width] for k, v in inputs.items()}).pooled_embeddings)
+        return torch.cat(pooled)[order.argsort()]  # back to the batch's order
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +256,11 @@ def run(recipe: Recipe) -> Path:
     model = build_sentence_encoder(recipe, vocab_size=len(tokenizer))
     check_vocabulary(model, tokenizer, recipe.source)
     model.set_tokenizer(tokenizer)
+    if accelerator.device.type == "cpu":
+        # as `method: classifier` does on CPU: transformers' eager attention (sdpa's CPU backward is slow on short
+        # texts) with hfgen's cheaper dropout masks; same math, ~1.25x faster MiniLM steps (64 texts of <= 64
+        # tokens, 1 thread: 1.16 -> 1.02 s). For this run only: the saved config keeps the default attention.
+        use_fast_dropout(model, attention=True)
 
     stats = TextStats()
     examples = training_examples(recipe, stats)
@@ -240,7 +270,10 @@ def run(recipe: Recipe) -> Path:
     retrieval = retrieval_set(recipe)
 
     head = ProjectionHead(model.config.hidden_size) if options.mlp_head else None
-    objective = ContrastiveObjective(model, head)
+    # on CPU, length-sorted forwards of 32 texts: ~1.18x faster MiniLM steps on 20newsgroups spans (1 thread)
+    texts_per_forward = CPU_TEXTS_PER_FORWARD if accelerator.device.type == "cpu" else None
+    # from_pretrained hands models back in eval mode: without dropout, SimCSE's two encodings of a text would be equal
+    objective = ContrastiveObjective(model, head, texts_per_forward).train()
     optimizer = build_optimizer(parameter_groups(objective, train.learning_rate, train.weight_decay), train,
                                 fused=accelerator.device.type == "cpu" or None)
     loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
@@ -294,9 +327,9 @@ def run(recipe: Recipe) -> Path:
         if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
             save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
     bar.close()
+    elapsed = time.perf_counter() - started  # the loop only: not the final checkpoint nor the retrieval check
 
     save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    elapsed = time.perf_counter() - started
     results.update({"train_examples_per_s": texts_seen / elapsed if texts_seen else None, "train_seconds": elapsed,
                     "steps": state.step, **stats.as_dict("train_")})
     if retrieval is not None:

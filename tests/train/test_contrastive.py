@@ -91,6 +91,47 @@ def test_simcse_loss_falls_and_the_encoder_reloads_through_automodel_and_sentenc
     assert "pipeline_tag: sentence-similarity" in (out / "README.md").read_text()
 
 
+def test_length_sorted_forwards_give_the_embeddings_of_one_padded_forward(text_files):
+    """CPU training encodes a batch in length-sorted slices, each trimmed to its longest text: same rows, same order."""
+    from transformers import AutoTokenizer
+
+    from hfgen.data.text import tokenize_batch
+    from hfgen.models import SentenceEncoderConfig
+    from hfgen.train.contrastive import ContrastiveObjective
+
+    torch.manual_seed(0)
+    fields = {k: v for k, v in TINY_BERT.items() if k != "type"}
+    model = SentenceEncoderModel(SentenceEncoderConfig(encoder={"model_type": "bert", "vocab_size": 120, **fields})).eval()
+    words = [text for text, _ in sentences(70, seed=3)]
+    texts = [" ".join(words[i : i + 1 + i % 5]) for i in range(70)]  # 1 to 5 sentences: widths differ
+    batch = tokenize_batch(AutoTokenizer.from_pretrained(text_files / "tokenizer"), texts, 64)
+    assert batch["attention_mask"].sum(dim=1).unique().numel() > 10
+    one = ContrastiveObjective(model)(groups=2, **batch)
+    sliced = ContrastiveObjective(model, texts_per_forward=16)(groups=2, **batch)  # 4 forwards of 17-18 texts
+    for whole, parts in zip(one, sliced):
+        torch.testing.assert_close(parts, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_continuing_from_a_saved_sentence_encoder_trains_with_dropout(contrastive_recipe, tmp_path, monkeypatch):
+    """from_pretrained returns eval mode; SimCSE's only augmentation is dropout, so training must switch it back on."""
+    from hfgen.models import SentenceEncoderConfig
+    from hfgen.train import contrastive
+
+    fields = {k: v for k, v in TINY_BERT.items() if k != "type"}
+    SentenceEncoderModel(SentenceEncoderConfig(encoder={"model_type": "bert", "vocab_size": 120, **fields})).save_pretrained(tmp_path / "saved")
+    modes = []
+    forward = contrastive.ContrastiveObjective.forward
+
+    def recording_forward(self, *args, **kwargs):
+        modes.append(all(module.training for module in self.modules()))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(contrastive.ContrastiveObjective, "forward", recording_forward)
+    run(load_recipe(contrastive_recipe("model.type=null", f"model.pretrained={tmp_path / 'saved'}", "contrastive.retrieval_dataset=null",
+                                       "train.max_steps=2")))
+    assert modes == [True, True]
+
+
 def test_supervised_pairs_with_hard_negatives_train(contrastive_recipe, text_files):
     out = run(load_recipe(contrastive_recipe(
         "contrastive.objective=pairs", f"data.dataset={text_files / 'pairs.csv'}", "data.text_column=anchor",
@@ -118,7 +159,10 @@ def test_two_processes_train_like_one_process_with_the_concatenated_batch(contra
     1 process x 16 pairs (the same 16, in the same order: the sampler's permutation is split between the ranks)."""
     common = ["contrastive.objective=pairs", f"data.dataset={text_files / 'pairs.csv'}", "data.text_column=anchor",
               "data.text_pair_column=positive", "contrastive.negative_column=negative", "contrastive.retrieval_dataset=null",
-              "model.hidden_dropout_prob=0.0", "model.attention_probs_dropout_prob=0.0", "train.max_steps=4", "train.learning_rate=1.0e-2"]
+              "model.hidden_dropout_prob=0.0", "model.attention_probs_dropout_prob=0.0", "train.max_steps=4", "train.learning_rate=1.0e-2",
+              # Adam's epsilon above float-rounding noise: a weight whose gradient is only noise (~1e-9) then barely
+              # moves, instead of taking a full lr-sized step whose sign depends on the summation order
+              "train.adam_epsilon=1.0e-6"]
     one = run(load_recipe(contrastive_recipe(*common, "train.batch_size=16", f"train.output_dir={tmp_path / 'one'}", name="one.yaml")))
     two_recipe = contrastive_recipe(*common, "train.batch_size=8", "train.num_processes=2", f"train.output_dir={tmp_path / 'two'}", name="two.yaml")
     result = _launch(["--multi_gpu", "--num_processes", "2", "--main_process_port", "29531",
@@ -127,8 +171,8 @@ def test_two_processes_train_like_one_process_with_the_concatenated_batch(contra
 
     a, b = load_file(one / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     assert a.keys() == b.keys()
-    # Attention key biases have a zero gradient in exact arithmetic (softmax ignores a per-row constant): AdamW
-    # turns their float-rounding noise into lr-sized steps, which differ between any two summation orders.
+    # Attention key biases have a zero gradient in exact arithmetic (softmax ignores a per-row constant): only
+    # float-rounding noise, which differs between any two summation orders.
     compared = [key for key in a if not key.endswith("attention.self.key.bias")]
     for key in compared:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=2e-5, msg=key)
