@@ -133,6 +133,19 @@ def run_in_fresh_process(module: str, *args: str, what: str) -> float:
     return time.perf_counter() - started
 
 
+def write_contender_result(result: dict, result_path: str | Path) -> None:
+    """End of a contender's own process: add its CPU seconds (``process_cpu_s``: on a shared machine a wall time
+    far above them means it waited for a core, so its throughput is understated) and its ``peak_memory``
+    (`hfgen.benchmarks.memory.peak_memory_mb`), and write the result for `run_contenders`."""
+    import resource
+
+    from .memory import peak_memory_mb
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {**result, "process_cpu_s": usage.ru_utime + usage.ru_stime, "peak_memory": peak_memory_mb()}
+    Path(result_path).write_text(json.dumps(result))
+
+
 def run_contenders(module: str, contenders, settings: dict, folder: Path) -> dict[str, dict]:
     """Each contender of workload ``module`` in its own fresh process, one after the other: writes
     ``folder/settings.json``, runs ``python -m module NAME folder/settings.json folder/NAME.json`` (the module's

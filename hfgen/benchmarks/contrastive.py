@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -206,7 +205,7 @@ def run_peer(settings: dict, train_path: str, output_dir: str) -> tuple[dict, ob
 def _contender_main(name: str, settings_path: str, result_path: str) -> None:
     import torch
 
-    from hfgen.benchmarks.memory import peak_memory_mb
+    from hfgen.benchmarks import write_contender_result
 
     settings = json.loads(Path(settings_path).read_text())
     folder = Path(settings_path).parent
@@ -216,10 +215,7 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
         result, model = contender(settings, str(folder / "train.jsonl"), str(Path(tmp) / "out"))
         torch.set_num_threads(settings["cpu_threads"])  # the same for both encodings, whatever training set
         result.update(pair_retrieval(model, read_pairs(folder / "test.jsonl"), settings))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    # CPU seconds of the whole process: unlike wall time, not inflated when a shared machine deschedules it
-    result["process_cpu_s"] = usage.ru_utime + usage.ru_stime
-    Path(result_path).write_text(json.dumps({**result, "peak_memory": peak_memory_mb()}))
+    write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:

@@ -187,7 +187,7 @@ def run_trainer(settings: dict, output_dir: str, dynamic_padding: bool, group_by
 
 
 def _contender_main(name: str, settings_path: str, result_path: str) -> None:
-    from hfgen.benchmarks.memory import peak_memory_mb
+    from hfgen.benchmarks import write_contender_result
 
     settings = json.loads(Path(settings_path).read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +196,7 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
         else:
             result = run_trainer(settings, str(Path(tmp) / "out"), dynamic_padding=name != "trainer_default",
                                  group_by_length=name == "trainer_tuned")
-    Path(result_path).write_text(json.dumps({**result, "peak_memory": peak_memory_mb()}))
+    write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:

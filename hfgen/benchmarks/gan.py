@@ -5,15 +5,24 @@ decodes and transforms every image on access (PIL -> tensor -> normalise, as its
 Compose does; written here with PIL and torch since hfgen never installs torchvision), BCE on
 sigmoid outputs, and separate backward passes for the real and the fake batch. Both sides train
 the same networks (hfgen's DCGANGenerator/DCGANDiscriminator, same init and seed) on the same
-images for the same number of steps, batch size and precision, in the same process.
-Throughput is images/s of the training loop; quality is KID and FID of 1,000 (quick: 250)
-samples against the test split with the Inception extractor. Peak memory (``peak_memory`` of each) is
-the peak RSS of a fresh process that trains only that contender, built the same way, for `PROBE_STEPS`
-steps (`memory_probe`); it includes the Python/torch baseline, the same for both.
+images for the same number of steps, batch size, precision and torch threads.
+
+Each contender runs in its own fresh Python process, one after the other: hfgen's training sets
+process-wide state that a peer trained after it in the same process would inherit (glibc's allocator
+settings from `train.reuse_cpu_memory`, Accelerate's state, torch's thread count, warm caches), so the
+ratio would depend on the order. Throughput is images/s of the training loop; the wall time of each
+process (``wall_s``: imports, data, training, save), its CPU seconds (``process_cpu_s``: a wall time far
+above them means it waited for a core on a shared machine) and its peak memory (``peak_memory``:
+`hfgen.benchmarks.memory.peak_memory_mb` at the end of that process, which trains only that contender;
+it includes the Python/torch baseline, the same for both) are reported too. Each process saves its
+generator; quality is then computed here by the same code for both: Inception FID, KID, precision and
+recall of 1,000 (quick: 250) samples against as many test images, with one extractor.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +31,9 @@ import numpy as np
 import torch
 
 MODEL = {"type": "hfgen-dcgan", "image_size": 28, "num_channels": 1, "latent_dim": 100, "generator_width": 64, "discriminator_width": 64}
-PROBE_STEPS = 5  # training steps of the memory probe: every buffer and optimizer state exists after the first
+DATASET = "fashion_mnist"
+CONTENDERS = ("hfgen", "peer")
+PEER_NAME = "pytorch/examples dcgan/main.py loop"
 
 
 def _peer_dataset(rows, image_column: str):
@@ -77,97 +88,110 @@ def train_peer(config, rows, image_column: str, steps: int, batch_size: int, mix
             opt_g.step()
             done += 1
     elapsed = time.perf_counter() - started
-    return {"model": model, "images_per_s": steps * batch_size / elapsed, "seconds": elapsed}
+    return {"model": model, "images_per_s": steps * batch_size / elapsed, "train_seconds": elapsed}
 
 
-def settings_for(quick: bool) -> tuple[int, int, str]:
-    """(steps, batch_size, precision) of both contenders."""
-    return (100, 64, "bf16") if quick else (1000, 128, "bf16")
+def settings_for(quick: bool, threads: int | None = None) -> dict:
+    """What both contenders share."""
+    from hfgen.train.accelerator import cpu_threads_per_process
+
+    steps, batch_size = (100, 64) if quick else (1000, 128)
+    return {
+        "model": MODEL,
+        "dataset": DATASET,
+        "steps": steps,
+        "batch_size": batch_size,
+        "precision": "bf16",
+        "seed": 0,
+        "num_samples": 250 if quick else 1000,  # generated images per model, and test images they are scored against
+        "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
+    }
 
 
-def hfgen_recipe(steps: int, batch_size: int, precision: str, output_dir: str, threads: int | None):
-    """hfgen's side: `method: gan` on fashion_mnist with the peer's optimizer settings and no EMA."""
+def hfgen_recipe(settings: dict, output_dir: str):
+    """hfgen's side: `method: gan` with the peer's optimizer settings and no EMA."""
     from hfgen.config import recipe_from_dict
 
     return recipe_from_dict({
         "method": "gan",
-        "model": MODEL,
-        "data": {"dataset": "fashion_mnist"},
+        "model": settings["model"],
+        "data": {"dataset": settings["dataset"]},
         "gan": {"ema_decay": None},  # the peer has no EMA: compare the raw generators
         "train": {
-            "output_dir": output_dir, "max_steps": steps, "batch_size": batch_size,
-            "learning_rate": 2e-4, "adam_beta1": 0.5, "mixed_precision": precision, "seed": 0,
-            "save_every": None, "sample_every": None, "log_every": max(1, steps // 4), "report_to": "none",
-            "cpu_threads": threads,
+            "output_dir": output_dir, "max_steps": settings["steps"], "batch_size": settings["batch_size"],
+            "learning_rate": 2e-4, "adam_beta1": 0.5, "mixed_precision": settings["precision"], "seed": settings["seed"],
+            "save_every": None, "sample_every": None, "log_every": max(1, settings["steps"] // 4), "report_to": "none",
+            "cpu_threads": settings["cpu_threads"],
         },
     }, where="benchmark gan")
 
 
-def run_peer(steps: int, batch_size: int, precision: str, threads: int | None) -> dict:
-    """The peer on the fashion_mnist training images (see `train_peer`)."""
-    from hfgen.data import build_dataset
-    from hfgen.models import DCGANConfig
-    from hfgen.train.accelerator import cpu_threads_per_process
-
-    torch.set_num_threads(cpu_threads_per_process(threads))  # as hfgen's accelerator sets it
-    rows = build_dataset("fashion_mnist")["train"]
-    config = DCGANConfig(**{k: v for k, v in MODEL.items() if k != "type"})
-    return train_peer(config, rows, "image", steps, batch_size, precision, seed=0)
-
-
-def memory_probe(contender: str, quick: bool = False, threads: int | None = None) -> dict:
-    """Peak memory of this process after training only ``contender`` (hfgen or peer) for `PROBE_STEPS` steps
-    (run it in a fresh process: `hfgen.benchmarks.memory.measure_peak_memory`)."""
-    from hfgen.benchmarks.memory import peak_memory_mb
+def run_hfgen(settings: dict, output_dir: str) -> dict:
+    """Train hfgen's side; its output folder holds the trained model."""
     from hfgen.train import run as train
 
-    _, batch_size, precision = settings_for(quick)
-    if contender == "hfgen":
-        with tempfile.TemporaryDirectory() as tmp:
-            train(hfgen_recipe(PROBE_STEPS, batch_size, precision, str(Path(tmp) / "hfgen"), threads))
-    else:
-        run_peer(PROBE_STEPS, batch_size, precision, threads)
-    return peak_memory_mb()
+    out = train(hfgen_recipe(settings, output_dir))
+    stats = json.loads((out / "eval_results.json").read_text())
+    if stats["steps"] != settings["steps"]:
+        raise RuntimeError(f"hfgen trained {stats['steps']} steps, the benchmark asked for {settings['steps']}")
+    return {"images_per_s": stats["train_images_per_s"], "train_seconds": stats["train_seconds"]}
+
+
+def run_peer(settings: dict, output_dir: str) -> dict:
+    """Train the peer (see `train_peer`) on the same training images; save its DCGANModel to ``output_dir``."""
+    from hfgen.data import build_dataset
+    from hfgen.models import DCGANConfig
+
+    torch.set_num_threads(settings["cpu_threads"])  # as hfgen's accelerator sets it
+    rows = build_dataset(settings["dataset"])["train"]
+    config = DCGANConfig(**{k: v for k, v in settings["model"].items() if k != "type"})
+    peer = train_peer(config, rows, "image", settings["steps"], settings["batch_size"], settings["precision"], seed=settings["seed"])
+    peer.pop("model").save_pretrained(output_dir)
+    return peer
+
+
+def _contender_main(name: str, settings_path: str, result_path: str) -> None:
+    """Train contender ``name`` alone in this process; save its model to the folder ``name`` beside the settings."""
+    from hfgen.benchmarks import write_contender_result
+
+    settings = json.loads(Path(settings_path).read_text())
+    contender = run_hfgen if name == "hfgen" else run_peer
+    result = contender(settings, str(Path(settings_path).parent / name))
+    write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Train both for the same budget and compare throughput and sample quality (``threads``: torch threads
-    of both; default every core this process may use)."""
-    import json
-
-    from transformers import AutoModel
-
-    from hfgen.benchmarks.memory import measure_peak_memory
+    """Train each contender in its own process, one after the other, for the same budget (``threads`` torch
+    threads each: default, every core); then score both generators alike and compare."""
+    from hfgen.benchmarks import run_contenders
     from hfgen.metrics.features import InceptionFeatures, evaluate_generator
-    from hfgen.train import run as train
+    from hfgen.models import DCGANModel
 
-    steps, batch_size, precision = settings_for(quick)
-    num_samples = 250 if quick else 1000
+    settings = settings_for(quick, threads)
+    num_samples = settings["num_samples"]
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        out = train(hfgen_recipe(steps, batch_size, precision, str(Path(tmp) / "hfgen"), threads))
-        hfgen_wall = time.perf_counter() - started
-        hfgen_rate = json.loads((out / "eval_results.json").read_text())["train_images_per_s"]
-        hfgen_model = AutoModel.from_pretrained(out)
-
-    peer = run_peer(steps, batch_size, precision, threads)
-
-    extractor = InceptionFeatures()
-    quality = {}
-    for name, model in (("hfgen", hfgen_model), ("peer", peer["model"])):
-        metrics = evaluate_generator(model.eval(), extractor, "fashion_mnist", "test", num_samples=num_samples, num_real=num_samples)
-        quality[name] = {"fid": metrics["fid"], "kid": metrics["kid"], "precision": metrics["precision"], "recall": metrics["recall"]}
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
+        torch.set_num_threads(settings["cpu_threads"])
+        extractor = InceptionFeatures()
+        for name, result in results.items():
+            generator = DCGANModel.from_pretrained(Path(tmp) / name).eval()
+            metrics = evaluate_generator(generator, extractor, settings["dataset"], "test", num_samples=num_samples, num_real=num_samples)
+            result.update({key: metrics[key] for key in ("fid", "kid", "precision", "recall")})
+    hfgen, peer = results["hfgen"], results["peer"]
     return {
         "workload": "gan",
-        "settings": {"steps": steps, "batch_size": batch_size, "precision": precision, "model": MODEL, "threads": torch.get_num_threads(),
-                     "quality": f"Inception FID/KID, {num_samples} samples vs {num_samples} fashion_mnist test images",
-                     "peak_memory": f"peak of a fresh process training one contender {PROBE_STEPS} steps"},
-        "hfgen": {"images_per_s": hfgen_rate, "wall_s": hfgen_wall, **quality["hfgen"],
-                  "peak_memory": measure_peak_memory(__name__, "hfgen", quick, threads)},
-        "peer": {"name": "pytorch/examples dcgan/main.py loop", "images_per_s": peer["images_per_s"], "wall_s": peer["seconds"], **quality["peer"],
-                 "peak_memory": measure_peak_memory(__name__, "peer", quick, threads)},
-        "ratio": hfgen_rate / peer["images_per_s"],
+        "settings": {**settings, "torch": torch.__version__,
+                     "throughput": "training images per second of the training loop",
+                     "quality": f"Inception FID/KID, {num_samples} samples vs {num_samples} {settings['dataset']} test images",
+                     "peak_memory": "peak of the fresh process that trained only that contender"},
+        "hfgen": hfgen,
+        "peer": {"name": PEER_NAME, **peer},
+        "ratio": hfgen["images_per_s"] / peer["images_per_s"],
         "throughput_key": "images_per_s",
         "quality_key": "fid",
         "quality_higher_is_better": False,
     }
+
+
+if __name__ == "__main__":
+    _contender_main(*sys.argv[1:4])

@@ -1,8 +1,8 @@
 """Peak memory of benchmark contenders, each measured in a process that runs only that contender.
 
-Workloads whose contenders already run in their own processes (finetune, contrastive) report
-`peak_memory_mb` from each child. Workloads that time both contenders in one process (mlm, gan, vae)
-would mix the two in one figure, so each offers ``memory_probe(contender, quick, threads) -> dict``: build
+Workloads whose contenders run in their own processes (finetune, contrastive, gan, vae) report
+`peak_memory_mb` from each child (`hfgen.benchmarks.write_contender_result`). mlm times both contenders in one
+process, step by step, which would mix the two in one figure, so it offers ``memory_probe(contender, quick, threads) -> dict``: build
 only that contender, train it a few steps, return `peak_memory_mb()`; `measure_peak_memory` runs it in a
 fresh process (``python -m hfgen.benchmarks.memory MODULE CONTENDER [--quick] [--threads N] --out FILE``).
 """

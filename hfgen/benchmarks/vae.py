@@ -3,17 +3,25 @@
 Both train the same encoder and decoder (hfgen's VAEEncoder/VAEDecoder modules, wrapped in
 pythae's BaseEncoder/BaseDecoder interfaces), the same Bernoulli likelihood (pythae's `bce`
 reconstruction loss sums over pixels like hfgen's), on the same Fashion-MNIST training images,
-for the same epochs, batch size and learning rate, in float32 (pythae's mixed precision is
-CUDA-only). Reported: seconds per epoch, images/s, and the test-split ELBO per image computed by
-the same estimator for both (hfgen's `evaluate_elbo`: one posterior sample per image). hfgen's
-default bf16 is measured too, as `hfgen_bf16`. Peak memory (``peak_memory`` of each) is the peak RSS of a
-fresh process that loads the data and trains only that contender (hfgen in float32), built the same way,
-for about `PROBE_STEPS` steps (`memory_probe`); it includes the Python/torch baseline, the same for both.
+for the same epochs, batch size, learning rate and torch threads, in float32 (pythae's mixed
+precision is CUDA-only). hfgen's default bf16 is measured too, as `hfgen_bf16`.
+
+Each contender (``hfgen``, ``hfgen_bf16``, ``peer``) runs in its own fresh Python process, one after the
+other: hfgen's training sets process-wide state that a contender trained after it in the same process
+would inherit (glibc's allocator settings from `train.reuse_cpu_memory`, Accelerate's state and precision,
+torch's thread count, warm caches), so the ratio would depend on the order. Reported per contender: seconds
+per epoch and images/s of the training loop, the wall time of its process (``wall_s``: imports, data,
+training, save), its CPU seconds (``process_cpu_s``: a wall time far above them means it waited for a core on
+a shared machine) and its peak memory (``peak_memory``: `hfgen.benchmarks.memory.peak_memory_mb` at the end
+of that process, which trains only that contender; it includes the Python/torch baseline, the same for all).
+Each process saves its encoder and decoder as an hfgen VAEModel; the test-split ELBO per image is then
+computed here by the same estimator for all (hfgen's `evaluate_elbo`: one posterior sample per image).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +29,10 @@ from pathlib import Path
 import torch
 
 MODEL = {"type": "hfgen-vae", "image_size": 28, "num_channels": 1, "latent_dim": 16, "hidden_widths": [32, 64]}
-PROBE_STEPS = 5  # training steps of the memory probe: every buffer and optimizer state exists after the first
+DATASET = "fashion_mnist"
+HFGEN_PRECISION = {"hfgen": "no", "hfgen_bf16": "bf16"}  # hfgen's contenders and their train.mixed_precision
+CONTENDERS = (*HFGEN_PRECISION, "peer")
+
 
 def _pythae_model(config):
     from pythae.models import VAE, VAEConfig
@@ -80,126 +91,126 @@ def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int,
 def test_elbo(model, test_pixels: torch.Tensor) -> float:
     """Mean per-image ELBO (nats) on the test images, hfgen's estimator, fixed seed."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from hfgen.train.vae import evaluate_elbo
 
-    _fresh_accelerator_state()
+    # Accelerate keeps one state per process, and `benchmark.py all` may have trained another workload in this one
+    AcceleratorState._reset_state(reset_partial_state=True)
     loader = torch.utils.data.DataLoader([{"pixel_values": p} for p in test_pixels], batch_size=500)
     return evaluate_elbo(Accelerator(cpu=True), model, loader)["eval_elbo"]
 
 
-def _fresh_accelerator_state() -> None:
-    """Accelerate keeps one process-wide state; each contender here needs its own precision."""
-    from accelerate.state import AcceleratorState
+def settings_for(quick: bool, threads: int | None = None) -> dict:
+    """What every contender shares."""
+    from hfgen.train.accelerator import cpu_threads_per_process
 
-    AcceleratorState._reset_state(reset_partial_state=True)
+    return {
+        "model": MODEL,
+        "dataset": DATASET,
+        "epochs": 1 if quick else 5,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "train_images": 20_000 if quick else None,  # None: the whole train split
+        "seed": 0,
+        "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
+    }
 
 
-def settings_for(quick: bool) -> tuple[int, int, float]:
-    """(epochs, batch_size, learning_rate) of both contenders."""
-    return (1, 128, 1e-3) if quick else (5, 128, 1e-3)
-
-
-def load_pixels(quick: bool) -> dict:
-    """{"train", "test"}: uint8 (N, 1, 28, 28) fashion_mnist images (quick: the first 20,000 training images)."""
+def load_pixels(dataset: str, split: str, limit: int | None = None, seed: int = 0) -> torch.Tensor:
+    """uint8 (N, 1, 28, 28) images of ``dataset[split]``; with ``limit``, the first ``limit`` after a ``seed``ed
+    shuffle: the images hfgen's `data.max_train_samples` selects, so the peer trains on the same ones."""
     from hfgen.data import ImageDataset, build_dataset
 
-    dataset = build_dataset("fashion_mnist")
-    rows = {"train": dataset["train"], "test": dataset["test"]}
-    if quick:
-        rows["train"] = rows["train"].select(range(20_000))
-    return {name: ImageDataset(part, image_column="image", image_size=28, num_channels=1).pixels for name, part in rows.items()}
+    rows = build_dataset(dataset)[split]
+    if limit is not None:
+        rows = rows.shuffle(seed=seed).select(range(min(limit, len(rows))))
+    return ImageDataset(rows, image_column="image", image_size=28, num_channels=1).pixels
 
 
-def hfgen_recipe(train_images: int, epochs: int, batch_size: int, learning_rate: float, precision: str, output_dir: str,
-                 threads: int | None, max_steps: int | None = None):
-    """hfgen's side: `method: vae` on the first ``train_images`` fashion_mnist training images."""
+def hfgen_recipe(settings: dict, precision: str, output_dir: str):
+    """hfgen's side: `method: vae` on the benchmark's training images, no evaluation (scored by `test_elbo`)."""
     from hfgen.config import recipe_from_dict
 
     return recipe_from_dict({
         "method": "vae",
-        "model": MODEL,
-        "data": {"dataset": "fashion_mnist", "max_train_samples": train_images, "eval_split": None},
+        "model": settings["model"],
+        "data": {"dataset": settings["dataset"], "max_train_samples": settings["train_images"], "eval_split": None},
         "train": {
-            "output_dir": output_dir, "num_epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
-            "learning_rate": learning_rate, "mixed_precision": precision, "seed": 0, "save_every": None,
-            "sample_every": None, "log_every": 100, "report_to": "none", "cpu_threads": threads,
+            "output_dir": output_dir, "num_epochs": settings["epochs"], "batch_size": settings["batch_size"],
+            "learning_rate": settings["learning_rate"], "mixed_precision": precision, "seed": settings["seed"],
+            "save_every": None, "sample_every": None, "log_every": 100, "report_to": "none",
+            "cpu_threads": settings["cpu_threads"],
         },
     }, where="benchmark vae")
 
 
-def memory_probe(contender: str, quick: bool = False, threads: int | None = None) -> dict:
-    """Peak memory of this process after training only ``contender`` (hfgen in float32, or peer) for about
-    `PROBE_STEPS` steps (run it in a fresh process: `hfgen.benchmarks.memory.measure_peak_memory`)."""
-    from hfgen.benchmarks.memory import peak_memory_mb
-    from hfgen.models import VAEConfig
+def run_hfgen(settings: dict, precision: str, output_dir: str) -> dict:
+    """Train hfgen's side in ``precision``; its output folder holds the trained model."""
     from hfgen.train import run as train
-    from hfgen.train.accelerator import cpu_threads_per_process
 
-    epochs, batch_size, learning_rate = settings_for(quick)
-    train_images = 20_000 if quick else 60_000
-    with tempfile.TemporaryDirectory() as tmp:
-        if contender == "hfgen":
-            _fresh_accelerator_state()
-            train(hfgen_recipe(train_images, epochs, batch_size, learning_rate, "no", str(Path(tmp) / "hfgen"), threads, max_steps=PROBE_STEPS))
-        else:  # the peer's whole training set is held as float, as in `run`; pythae trains whole epochs, so one over a slice
-            torch.set_num_threads(cpu_threads_per_process(threads))
-            train_pixels = load_pixels(quick)["train"].float() / 255
-            config = VAEConfig(**{k: v for k, v in MODEL.items() if k != "type"})
-            train_peer(config, train_pixels[: PROBE_STEPS * batch_size], 1, batch_size, learning_rate, 0, str(Path(tmp) / "pythae"))
-    return peak_memory_mb()
+    out = train(hfgen_recipe(settings, precision, output_dir))
+    stats = json.loads((out / "eval_results.json").read_text())
+    return {"images_per_s": stats["train_images_per_s"], "seconds_per_epoch": stats["train_seconds"] / settings["epochs"]}
+
+
+def run_peer(settings: dict, output_dir: str) -> dict:
+    """Train the peer (see `train_peer`); save its weights to ``output_dir`` as an hfgen VAEModel."""
+    from hfgen.models import VAEConfig
+
+    torch.set_num_threads(settings["cpu_threads"])  # as hfgen's accelerator sets it
+    pixels = load_pixels(settings["dataset"], "train", settings["train_images"], settings["seed"]).float() / 255  # (N, 1, 28, 28) in [0, 1]
+    config = VAEConfig(**{k: v for k, v in settings["model"].items() if k != "type"})
+    epochs, seed = settings["epochs"], settings["seed"]
+    with tempfile.TemporaryDirectory() as tmp:  # pythae's own output folder (its final save is part of train())
+        model, seconds = train_peer(config, pixels, epochs, settings["batch_size"], settings["learning_rate"], seed, tmp)
+    model.save_pretrained(output_dir)
+    return {"images_per_s": len(pixels) * epochs / seconds, "seconds_per_epoch": seconds / epochs}
+
+
+def _contender_main(name: str, settings_path: str, result_path: str) -> None:
+    """Train contender ``name`` alone in this process; save its model to the folder ``name`` beside the settings."""
+    from hfgen.benchmarks import write_contender_result
+
+    settings = json.loads(Path(settings_path).read_text())
+    output_dir = str(Path(settings_path).parent / name)
+    result = run_peer(settings, output_dir) if name == "peer" else run_hfgen(settings, HFGEN_PRECISION[name], output_dir)
+    write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Train both for the same epochs; compare images/s and test ELBO (``threads``: torch threads of both;
-    default every core this process may use)."""
-    from transformers import AutoModel
+    """Train each contender in its own process, one after the other, for the same epochs (``threads`` torch
+    threads each: default, every core); then score all alike by test ELBO and compare images/s."""
+    from importlib.metadata import version
 
-    from hfgen.benchmarks.memory import measure_peak_memory
-    from hfgen.models import VAEConfig
-    from hfgen.train import run as train
-    from hfgen.train.accelerator import cpu_threads_per_process
+    from hfgen.benchmarks import run_contenders
+    from hfgen.data import build_dataset
+    from hfgen.models import VAEModel
 
-    epochs, batch_size, learning_rate = settings_for(quick)
-    pixels = load_pixels(quick)
-    train_images = len(pixels["train"])
-    test_pixels = pixels["test"].float() / 255  # (N, 1, 28, 28) in [0, 1]
-
-    results = {}
+    settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in ("no", "bf16"):
-            recipe = hfgen_recipe(train_images, epochs, batch_size, learning_rate, precision, str(Path(tmp) / f"hfgen-{precision}"), threads)
-            _fresh_accelerator_state()
-            out = train(recipe)
-            stats = json.loads((out / "eval_results.json").read_text())
-            model = AutoModel.from_pretrained(out)
-            results[precision] = {
-                "images_per_s": stats["train_images_per_s"],
-                "seconds_per_epoch": stats["train_seconds"] / epochs,
-                "test_elbo": test_elbo(model, test_pixels),
-            }
-        torch.set_num_threads(cpu_threads_per_process(threads))  # as hfgen's accelerator sets it
-        config = VAEConfig(**{k: v for k, v in MODEL.items() if k != "type"})
-        peer_model, seconds = train_peer(config, pixels["train"].float() / 255, epochs, batch_size, learning_rate, 0, str(Path(tmp) / "pythae"))
-    peer = {
-        "name": "pythae 0.1.2 VAE + BaseTrainer",
-        "images_per_s": train_images * epochs / seconds,
-        "seconds_per_epoch": seconds / epochs,
-        "test_elbo": test_elbo(peer_model, test_pixels),
-    }
-    results["no"]["peak_memory"] = measure_peak_memory(__name__, "hfgen", quick, threads)
-    peer["peak_memory"] = measure_peak_memory(__name__, "peer", quick, threads)
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
+        torch.set_num_threads(settings["cpu_threads"])
+        test_pixels = load_pixels(settings["dataset"], "test").float() / 255  # (N, 1, 28, 28) in [0, 1]
+        for name, result in results.items():
+            result["test_elbo"] = test_elbo(VAEModel.from_pretrained(Path(tmp) / name), test_pixels)
+    available = len(build_dataset(settings["dataset"])["train"])
+    train_images = min(settings["train_images"] or available, available)
     return {
         "workload": "vae",
-        "settings": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "precision": "fp32 (both)",
-                     "train_images": train_images, "model": MODEL, "threads": torch.get_num_threads(),
-                     "quality": "test ELBO per image (nats), 10,000 fashion_mnist test images",
-                     "peak_memory": f"peak of a fresh process training one contender (hfgen fp32) about {PROBE_STEPS} steps"},
-        "hfgen": results["no"],
-        "hfgen_bf16": results["bf16"],
-        "peer": peer,
-        "ratio": results["no"]["images_per_s"] / peer["images_per_s"],
+        "settings": {**settings, "train_images": train_images, "precision": "fp32 (hfgen, peer); bf16 autocast (hfgen_bf16)",
+                     "torch": torch.__version__, "throughput": "training images per second of the training loop",
+                     "quality": f"test ELBO per image (nats), {len(test_pixels):,} {settings['dataset']} test images",
+                     "peak_memory": "peak of the fresh process that trained only that contender"},
+        "hfgen": results["hfgen"],
+        "hfgen_bf16": results["hfgen_bf16"],
+        "peer": {"name": f"pythae {version('pythae')} VAE + BaseTrainer", **results["peer"]},
+        "ratio": results["hfgen"]["images_per_s"] / results["peer"]["images_per_s"],
         "throughput_key": "images_per_s",
         "quality_key": "test_elbo",
         "quality_higher_is_better": True,
     }
+
+
+if __name__ == "__main__":
+    _contender_main(*sys.argv[1:4])
