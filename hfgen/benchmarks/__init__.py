@@ -133,6 +133,23 @@ def run_in_fresh_process(module: str, *args: str, what: str) -> float:
     return time.perf_counter() - started
 
 
+def comparison(workload: str, settings: dict, hfgen: dict, peer: dict, throughput_key: str, quality_key: str,
+               quality_higher_is_better: bool = True, **extra) -> dict:
+    """A workload's result in the shape every workload shares (see the module docstring): ``ratio`` is hfgen's
+    ``throughput_key`` over the peer's; ``extra`` arms and figures (``peer_default``, ``hfgen_bf16``, ...) go beside."""
+    return {
+        "workload": workload,
+        "settings": settings,
+        "hfgen": hfgen,
+        "peer": peer,
+        "ratio": hfgen[throughput_key] / peer[throughput_key],
+        "throughput_key": throughput_key,
+        "quality_key": quality_key,
+        "quality_higher_is_better": quality_higher_is_better,
+        **extra,
+    }
+
+
 def write_contender_result(result: dict, result_path: str | Path) -> None:
     """End of a contender's own process: add its CPU seconds (``process_cpu_s``: on a shared machine a wall time
     far above them means it waited for a core, so its throughput is understated) and its ``peak_memory``

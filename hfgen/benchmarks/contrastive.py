@@ -225,28 +225,26 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     import torch
     import transformers
 
-    from hfgen.benchmarks import run_contenders
+    from hfgen.benchmarks import comparison, run_contenders
 
     settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
         write_pairs(settings, Path(tmp))
         results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
     hfgen, peer = results["hfgen"], results["peer"]
-    return {
-        "workload": "contrastive",
-        "settings": {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "sentence_transformers": sentence_transformers.__version__,
-                     "throughput": "training (anchor, positive) pairs per second of the training loop (one pass)",
-                     "quality": "held-out pair recall@1: each test anchor retrieves its own positive among all test positives"},
-        "hfgen": hfgen,
-        "peer": {"name": PEER_NAME, **peer},
-        "ratio": hfgen["pairs_per_s"] / peer["pairs_per_s"],
-        "throughput_key": "pairs_per_s",
-        "quality_key": "pair_recall@1",
-        "quality_higher_is_better": True,
-        "quality_delta": {"pair_recall@1_points": 100 * (hfgen["pair_recall@1"] - peer["pair_recall@1"]),
-                          "pair_mrr": hfgen["pair_mrr"] - peer["pair_mrr"]},
-    }
+    return comparison(
+        "contrastive",
+        {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
+         "sentence_transformers": sentence_transformers.__version__,
+         "throughput": "training (anchor, positive) pairs per second of the training loop (one pass)",
+         "quality": "held-out pair recall@1: each test anchor retrieves its own positive among all test positives"},
+        hfgen=hfgen,
+        peer={"name": PEER_NAME, **peer},
+        throughput_key="pairs_per_s",
+        quality_key="pair_recall@1",
+        quality_delta={"pair_recall@1_points": 100 * (hfgen["pair_recall@1"] - peer["pair_recall@1"]),
+                       "pair_mrr": hfgen["pair_mrr"] - peer["pair_mrr"]},
+    )
 
 
 if __name__ == "__main__":

@@ -205,29 +205,27 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     import torch
     import transformers
 
-    from hfgen.benchmarks import run_contenders
+    from hfgen.benchmarks import comparison, run_contenders
 
     settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
         results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
     hfgen, tuned, padding, default = (results[name] for name in CONTENDERS)
-    return {
-        "workload": "finetune",
-        "settings": {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "throughput": "training examples per second of the training loop (1 epoch)"},
-        "hfgen": hfgen,
-        "peer": {"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16 (trainer_tuned)", **tuned},
-        "peer_padding": {"name": "transformers Trainer, DataCollatorWithPadding + bf16, no length grouping (trainer_padding)", **padding},
-        "peer_default": {"name": "transformers Trainer, run_classification.py defaults, pad to 128 (trainer_default)", **default},
-        "ratio": hfgen["examples_per_s"] / tuned["examples_per_s"],
-        "ratio_vs_padding": hfgen["examples_per_s"] / padding["examples_per_s"],
-        "ratio_vs_default": hfgen["examples_per_s"] / default["examples_per_s"],
+    return comparison(
+        "finetune",
+        {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
+         "throughput": "training examples per second of the training loop (1 epoch)"},
+        hfgen=hfgen,
+        peer={"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16 (trainer_tuned)", **tuned},
+        throughput_key="examples_per_s",
+        quality_key="accuracy",
+        peer_padding={"name": "transformers Trainer, DataCollatorWithPadding + bf16, no length grouping (trainer_padding)", **padding},
+        peer_default={"name": "transformers Trainer, run_classification.py defaults, pad to 128 (trainer_default)", **default},
+        ratio_vs_padding=hfgen["examples_per_s"] / padding["examples_per_s"],
+        ratio_vs_default=hfgen["examples_per_s"] / default["examples_per_s"],
         # against the most accurate Trainer configuration
-        "accuracy_delta_points": 100 * (hfgen["accuracy"] - max(tuned["accuracy"], padding["accuracy"], default["accuracy"])),
-        "throughput_key": "examples_per_s",
-        "quality_key": "accuracy",
-        "quality_higher_is_better": True,
-    }
+        accuracy_delta_points=100 * (hfgen["accuracy"] - max(tuned["accuracy"], padding["accuracy"], default["accuracy"])),
+    )
 
 
 if __name__ == "__main__":

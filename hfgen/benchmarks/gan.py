@@ -163,7 +163,7 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
 def run(quick: bool = False, threads: int | None = None) -> dict:
     """Train each contender in its own process, one after the other, for the same budget (``threads`` torch
     threads each: default, every core); then score both generators alike and compare."""
-    from hfgen.benchmarks import run_contenders
+    from hfgen.benchmarks import comparison, run_contenders
     from hfgen.metrics.features import InceptionFeatures, evaluate_generator
     from hfgen.models import DCGANModel
 
@@ -178,19 +178,18 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
             metrics = evaluate_generator(generator, extractor, settings["dataset"], "test", num_samples=num_samples, num_real=num_samples)
             result.update({key: metrics[key] for key in ("fid", "kid", "precision", "recall")})
     hfgen, peer = results["hfgen"], results["peer"]
-    return {
-        "workload": "gan",
-        "settings": {**settings, "torch": torch.__version__,
-                     "throughput": "training images per second of the training loop",
-                     "quality": f"Inception FID/KID, {num_samples} samples vs {num_samples} {settings['dataset']} test images",
-                     "peak_memory": "peak of the fresh process that trained only that contender"},
-        "hfgen": hfgen,
-        "peer": {"name": PEER_NAME, **peer},
-        "ratio": hfgen["images_per_s"] / peer["images_per_s"],
-        "throughput_key": "images_per_s",
-        "quality_key": "fid",
-        "quality_higher_is_better": False,
-    }
+    return comparison(
+        "gan",
+        {**settings, "torch": torch.__version__,
+         "throughput": "training images per second of the training loop",
+         "quality": f"Inception FID/KID, {num_samples} samples vs {num_samples} {settings['dataset']} test images",
+         "peak_memory": "peak of the fresh process that trained only that contender"},
+        hfgen=hfgen,
+        peer={"name": PEER_NAME, **peer},
+        throughput_key="images_per_s",
+        quality_key="fid",
+        quality_higher_is_better=False,
+    )
 
 
 if __name__ == "__main__":

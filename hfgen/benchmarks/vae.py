@@ -89,7 +89,7 @@ def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int,
 
 
 def test_elbo(model, test_pixels: torch.Tensor) -> float:
-    """Mean per-image ELBO (nats) on the test images, hfgen's estimator, fixed seed."""
+    """Mean per-image ELBO (nats) on the test images (uint8, (N, 1, H, W)), hfgen's estimator, fixed seed."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -183,7 +183,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     threads each: default, every core); then score all alike by test ELBO and compare images/s."""
     from importlib.metadata import version
 
-    from hfgen.benchmarks import run_contenders
+    from hfgen.benchmarks import comparison, run_contenders
     from hfgen.data import build_dataset
     from hfgen.models import VAEModel
 
@@ -191,26 +191,23 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
         torch.set_num_threads(settings["cpu_threads"])
-        test_pixels = load_pixels(settings["dataset"], "test").float() / 255  # (N, 1, 28, 28) in [0, 1]
+        test_pixels = load_pixels(settings["dataset"], "test")  # (N, 1, 28, 28) uint8: evaluate_elbo scales them, as in training
         for name, result in results.items():
             result["test_elbo"] = test_elbo(VAEModel.from_pretrained(Path(tmp) / name), test_pixels)
     available = len(build_dataset(settings["dataset"])["train"])
     train_images = min(settings["train_images"] or available, available)
-    return {
-        "workload": "vae",
-        "settings": {**settings, "train_images": train_images, "precision": "fp32 (hfgen, peer); bf16 autocast (hfgen_bf16)",
-                     "torch": torch.__version__, "throughput": "training images per second of the training loop",
-                     "quality": f"test ELBO per image (nats), {len(test_pixels):,} {settings['dataset']} test images",
-                     "peak_memory": "peak of the fresh process that trained only that contender"},
-        "hfgen": results["hfgen"],
-        "hfgen_bf16": results["hfgen_bf16"],
-        "peer": {"name": f"pythae {version('pythae')} VAE + BaseTrainer", **results["peer"]},
-        "ratio": results["hfgen"]["images_per_s"] / results["peer"]["images_per_s"],
-        "throughput_key": "images_per_s",
-        "quality_key": "test_elbo",
-        "quality_higher_is_better": True,
-    }
-
+    return comparison(
+        "vae",
+        {**settings, "train_images": train_images, "precision": "fp32 (hfgen, peer); bf16 autocast (hfgen_bf16)",
+         "torch": torch.__version__, "throughput": "training images per second of the training loop",
+         "quality": f"test ELBO per image (nats), {len(test_pixels):,} {settings['dataset']} test images",
+         "peak_memory": "peak of the fresh process that trained only that contender"},
+        hfgen=results["hfgen"],
+        peer={"name": f"pythae {version('pythae')} VAE + BaseTrainer", **results["peer"]},
+        throughput_key="images_per_s",
+        quality_key="test_elbo",
+        hfgen_bf16=results["hfgen_bf16"],
+    )
 
 if __name__ == "__main__":
     _contender_main(*sys.argv[1:4])

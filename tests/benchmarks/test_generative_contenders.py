@@ -53,5 +53,5 @@ def test_vae_peer_saves_the_weights_pythae_trained_as_an_hfgen_vae(tiny_fashion_
     for ours, theirs in ((saved.encoder, trained.encoder.net), (saved.decoder, trained.decoder.net)):
         theirs_state = theirs.state_dict()
         assert all(torch.equal(value, theirs_state[name]) for name, value in ours.state_dict().items())
-    test_pixels = vae.load_pixels(settings["dataset"], "test").float() / 255  # the 8 tiny test images
+    test_pixels = vae.load_pixels(settings["dataset"], "test")  # the 8 tiny test images, uint8
     assert len(test_pixels) == 8 and vae.test_elbo(saved, test_pixels) < 0
