@@ -214,6 +214,8 @@ class ContrastiveSection:
     mlp_head: bool = False  # SimCSE's MLP over the pooled embedding, used in training only (not saved)
     max_length: int = 32  # tokens per text in training (SimCSE: 32); longer texts are truncated and counted
     gather_across_processes: bool = True  # negatives from every process, gradients flowing back to their owner
+    attn_implementation: Literal["auto", "eager", "sdpa"] = "auto"  # text: auto = eager on CPU (faster backward there), sdpa on GPU
+    fast_dropout: bool = True  # text, CPU: dropout masks from 16-bit slices of 64-bit draws (same rate, cheaper; hfgen.train.fast_dropout)
     tokenizer: str | None = None  # folder or Hub id; null: model.pretrained's
     retrieval_dataset: str | None = "20newsgroups"  # labelled set for the before/after same-label recall@k check; null: skip
     retrieval_split: str = "test"

@@ -51,7 +51,7 @@ from ..metrics.classification import (
 from .accelerator import build_accelerator, seed_everything
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .cls_only import enable_cls_only_last_layer
-from .fast_dropout import use_fast_dropout
+from .fast_dropout import set_training_attention
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
 from .models import build_model
 from .optim import build_optimizer, build_scheduler
@@ -108,13 +108,7 @@ def run(recipe: Recipe) -> Path:
             for rows in (splits.validation, splits.test)
         )
     else:
-        on_cpu = accelerator.device.type == "cpu"
-        attention = options.attn_implementation
-        if attention == "auto":  # transformers' CPU flash-attention backward is slow on short texts; eager is the same math
-            attention = "eager" if on_cpu else "sdpa"
-        model.set_attn_implementation(attention)  # for this run only: config.json does not keep it
-        if options.fast_dropout and on_cpu:
-            use_fast_dropout(model, attention=attention == "eager")  # eager -> hfgen_eager: same math, cheaper dropout
+        set_training_attention(model, options.attn_implementation, options.fast_dropout, accelerator.device.type)
         if options.cls_only_last_layer and options.task != "token":
             enable_cls_only_last_layer(model)
         pad_to = options.max_length if options.pad_to_max_length else None

@@ -80,3 +80,20 @@ def use_fast_dropout(model: torch.nn.Module, attention: bool = True) -> int:
     if attention and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(register_fast_attention())
     return switched
+
+
+def set_training_attention(model: torch.nn.Module, attn_implementation: str, fast_dropout: bool, device_type: str) -> str:
+    """Set the attention kernel and dropout a transformers text encoder trains with, for this run only (the saved
+    config keeps the model's default); returns the attention used.
+
+    ``attn_implementation`` "auto" is eager on CPU (transformers' sdpa backward is slower there on short texts; the
+    same math) and sdpa elsewhere; ``fast_dropout`` on CPU swaps in `FastDropout` (with eager attention: ``hfgen_eager``,
+    the same math with the cheaper masks). `method: classifier` and `method: contrastive` share this choice.
+    """
+    attention = attn_implementation
+    if attention == "auto":
+        attention = "eager" if device_type == "cpu" else "sdpa"
+    model.set_attn_implementation(attention)
+    if fast_dropout and device_type == "cpu":
+        use_fast_dropout(model, attention=attention == "eager")
+    return attention

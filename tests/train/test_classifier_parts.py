@@ -107,3 +107,21 @@ def test_fast_dropout_keeps_one_minus_p_scaled_and_is_seeded():
     ids = torch.randint(5, 99, (2, 7))
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
     torch.testing.assert_close(model(ids, mask).logits, reference(ids, mask).logits)  # same math without dropout
+
+
+@pytest.mark.parametrize(
+    ("requested", "fast", "device_type", "attention", "fast_modules"),
+    [
+        ("auto", True, "cpu", "hfgen_eager", True),  # CPU default: eager math with the cheaper masks
+        ("auto", True, "cuda", "sdpa", False),  # elsewhere: sdpa, torch's dropout
+        ("sdpa", True, "cpu", "sdpa", True),  # an explicit kernel is kept; nn.Dropout modules still switch
+        ("auto", False, "cpu", "eager", False),
+    ],
+)
+def test_set_training_attention_shared_by_classifier_and_contrastive(requested, fast, device_type, attention, fast_modules):
+    from hfgen.train.fast_dropout import FastDropout, set_training_attention
+
+    model = _tiny_bert()
+    set_training_attention(model, requested, fast, device_type)
+    assert model.config._attn_implementation == attention
+    assert any(isinstance(m, FastDropout) for m in model.modules()) == fast_modules
