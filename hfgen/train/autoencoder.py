@@ -34,7 +34,7 @@ from .image_inputs import (
     probe_loaders,
 )
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .tracking import (
     build_dataloader,
     check_finite,
@@ -114,11 +114,7 @@ def run(recipe: Recipe) -> Path:
             pixel_values = random_horizontal_flip(pixel_values)
         with accelerator.accumulate(model):
             out = model(pixel_values)
-            accelerator.backward(out.loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, out.loss, model, optimizer, train.max_grad_norm)
         check_finite(accelerator, {"loss": out.loss}, state.step, train.output_dir)
         images_seen += pixel_values.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:

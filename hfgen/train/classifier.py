@@ -54,7 +54,7 @@ from .cls_only import enable_cls_only_last_layer
 from .fast_dropout import set_training_attention
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .param_groups import parameter_groups
 from .selection import BEST_DIR, ModelSelection, keep_best_in_checkpoints, load_best_model, metric_greater_is_better, save_best_model
 from .tracking import check_finite, iterate_batches, progress_bar, start_tracking, total_training_steps, trackers_for
@@ -173,11 +173,7 @@ def run(recipe: Recipe) -> Path:
         with accelerator.accumulate(model):
             logits = model(**batch).logits
             loss = classification_loss(logits, labels, options.task, weights)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, loss, model, optimizer, train.max_grad_norm)
         running_loss += loss.detach()  # stays on the device: no host sync per step
         running_batches += 1
         examples_seen += labels.shape[0] * accelerator.num_processes

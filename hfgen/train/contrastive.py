@@ -36,7 +36,7 @@ from ..metrics.retrieval import same_label_recall_at_k
 from .accelerator import build_accelerator, seed_everything
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .fast_dropout import set_training_attention
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .param_groups import parameter_groups
 from .tokenizer import check_vocabulary, load_tokenizer
 from .tracking import build_dataloader, check_finite, iterate_batches, progress_bar, start_tracking, total_training_steps, trackers_for
@@ -299,11 +299,7 @@ def run(recipe: Recipe) -> Path:
             anchors, positives = embeddings[0], embeddings[1]
             negatives = embeddings[2] if len(embeddings) > 2 else None
             loss = info_nce_loss(anchors, positives, negatives, options.temperature, options.gather_across_processes)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(objective.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, loss, objective, optimizer, train.max_grad_norm)
         check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
         texts_seen += anchors.shape[0] * accelerator.num_processes
         loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1

@@ -40,7 +40,7 @@ from .image_inputs import (
     probe_loaders,
 )
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .tracking import (
     build_dataloader,
     check_finite,
@@ -110,11 +110,7 @@ def run(recipe: Recipe) -> Path:
             embeddings = model(torch.cat([first, second])).embeddings.float()  # (2 * batch, projection_dim)
             z_first, z_second = embeddings.chunk(2)
             loss = nt_xent_loss(z_first, z_second, temperature=options.temperature, gather_across_processes=options.gather_across_processes)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, loss, model, optimizer, train.max_grad_norm)
         check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
         images_seen += images.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:

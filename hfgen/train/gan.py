@@ -25,7 +25,7 @@ from .accelerator import build_accelerator, seed_everything, sync_buffers
 from .generator_eval import GeneratorEvaluation, final_sample_quality
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .tracking import (
     build_dataloader,
     check_finite,
@@ -120,23 +120,15 @@ def run(recipe: Recipe) -> Path:
             with accelerator.autocast():
                 fake = generator(latents, labels)
                 d_loss = discriminator_loss(discriminator(real, labels), discriminator(fake.detach(), labels), options.loss)
-            accelerator.backward(d_loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(discriminator.parameters(), train.max_grad_norm)
-            d_opt.step()
-            d_opt.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, d_loss, discriminator, d_opt, train.max_grad_norm)
 
             # generator update through the (frozen) discriminator; the unwrapped module keeps
             # this backward out of the discriminator's DDP gradient sync
             discriminator_module.requires_grad_(False)
             with accelerator.autocast():
                 g_loss = generator_loss(discriminator_module(fake, labels), options.loss)
-            accelerator.backward(g_loss)
+            backward_and_step(accelerator, g_loss, generator, g_opt, train.max_grad_norm)  # g_opt holds no D weights
             discriminator_module.requires_grad_(True)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(generator.parameters(), train.max_grad_norm)
-            g_opt.step()
-            g_opt.zero_grad(set_to_none=True)
 
         check_finite(accelerator, {"d_loss": d_loss, "g_loss": g_loss}, state.step, train.output_dir)
         images_seen += real.shape[0] * accelerator.num_processes

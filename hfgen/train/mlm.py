@@ -35,7 +35,7 @@ from ..hub import render_model_card
 from .accelerator import build_accelerator, seed_everything
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .param_groups import parameter_groups
 from .tokenizer import check_vocabulary, corpus_texts, load_tokenizer, train_wordpiece_tokenizer
 from .tracking import check_finite, iterate_batches, build_dataloader, progress_bar, start_tracking, total_training_steps, trackers_for
@@ -252,11 +252,7 @@ def run(recipe: Recipe) -> Path:
         input_ids, labels = mask(batch["input_ids"])  # (batch, max_length) each
         with accelerator.accumulate(objective):
             loss, correct, count = objective(input_ids, labels)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(objective.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, loss, objective, optimizer, train.max_grad_norm)
         check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
         tokens_seen += input_ids.numel() * accelerator.num_processes
         sums += torch.tensor([loss.item() * count.item(), correct.item(), count.item()], dtype=torch.float64)

@@ -37,6 +37,19 @@ def build_optimizer(
     )
 
 
+def backward_and_step(accelerator, loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      max_grad_norm: float | None) -> None:
+    """One micro-batch's update inside ``accelerator.accumulate``: backward (loss scaled for accumulation and fp16
+    by Accelerate), then, on the micro-batch that syncs, ``module``'s gradients clipped to ``max_grad_norm``
+    (None: no clipping); the optimizer steps and clears its gradients (Accelerate's prepared optimizer only
+    really steps when gradients sync)."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm is not None:
+        accelerator.clip_grad_norm_(module.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection, num_training_steps: int) -> LambdaLR:
     """Linear warm-up over `train.warmup_steps`, then constant, linear or cosine decay to 0.
 

@@ -20,7 +20,7 @@ from .accelerator import build_accelerator, seed_everything
 from .generator_eval import GeneratorEvaluation, final_sample_quality
 from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
 from .models import build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import backward_and_step, build_optimizer, build_scheduler
 from .tracking import (
     build_dataloader,
     check_finite,
@@ -97,11 +97,7 @@ def run(recipe: Recipe) -> Path:
         kl_weight = min(1.0, (state.step + 1) / options.kl_warmup_steps) if options.kl_warmup_steps else 1.0
         with accelerator.accumulate(model):
             out = model(pixel_values, kl_weight=kl_weight)
-            accelerator.backward(out.loss)
-            if accelerator.sync_gradients and train.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            backward_and_step(accelerator, out.loss, model, optimizer, train.max_grad_norm)
         check_finite(accelerator, {"loss": out.loss}, state.step, train.output_dir)
         images_seen += pixel_values.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
