@@ -79,7 +79,9 @@ class TrainSection:
     lr_scheduler: Literal["constant", "linear", "cosine", "one_cycle"] = "constant"
     warmup_steps: int = 0
     max_grad_norm: float | None = None  # clip gradients to this norm; null for no clipping
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # fp16 only on GPU
+    # auto: bf16 where the chip runs it natively (GPU with bf16, CPU with AVX512-BF16/AMX), fp16 on older GPUs,
+    # else fp32 (hfgen.train.hardware); no | bf16 | fp16 force one (fp16 only on GPU)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     seed: int = 0
     save_every: int | None = 500  # optimizer steps between resumable checkpoints; null: only at the end
     keep_last: int = 2  # resumable checkpoints kept on disk
@@ -120,7 +122,7 @@ class FIDSection:
 
 @dataclass
 class GANSection:
-    """Options of `method: gan` (hfgen.train.gan)."""
+    """Options of `method: gan` (hfgen.train.methods.gan)."""
 
     loss: Literal["non_saturating", "hinge"] = "non_saturating"
     generator_learning_rate: float | None = None  # null: train.learning_rate
@@ -132,7 +134,7 @@ class GANSection:
 
 @dataclass
 class VAESection:
-    """Options of `method: vae` (hfgen.train.vae)."""
+    """Options of `method: vae` (hfgen.train.methods.vae)."""
 
     kl_warmup_steps: int = 0  # KL weight ramps linearly 0 -> 1 over this many steps (Bowman et al. 2016)
     num_sample_images: int = 64  # images in each PNG grid (prior samples + reconstructions)
@@ -141,7 +143,7 @@ class VAESection:
 
 @dataclass
 class TokenizerSection:
-    """Options of `method: tokenizer` (hfgen.train.tokenizer), and of the tokenizer an MLM run trains when it
+    """Options of `method: tokenizer` (hfgen.train.methods.tokenizer), and of the tokenizer an MLM run trains when it
     has none (`mlm.new_tokenizer`): a BERT WordPiece tokenizer trained on `data.train_split`. With
     `model.pretrained` (method tokenizer) that tokenizer's own pipeline is retrained instead."""
 
@@ -155,7 +157,7 @@ class TokenizerSection:
 
 @dataclass
 class MLMSection:
-    """Options of `method: mlm` (hfgen.train.mlm): BERT masked-LM pretraining with packed sequences and
+    """Options of `method: mlm` (hfgen.train.methods.mlm): BERT masked-LM pretraining with packed sequences and
     sparse prediction (Cramming, Geiping & Goldstein 2022; MosaicBERT, Portes et al. 2023)."""
 
     tokenizer: str | None = None  # folder or Hub id; null: model.pretrained's own, else one trained per mlm.new_tokenizer
@@ -203,7 +205,7 @@ class ProbeSection:
 
 @dataclass
 class ContrastiveSection:
-    """Options of `method: contrastive` (hfgen.train.contrastive): sentence embeddings trained with InfoNCE over
+    """Options of `method: contrastive` (hfgen.train.methods.contrastive): sentence embeddings trained with InfoNCE over
     in-batch negatives gathered from every process. Unsupervised SimCSE (Gao et al. 2021) on `data.text_column`,
     or supervised pairs (`data.text_column` anchor, `data.text_pair_column` positive, optional hard negative)."""
 
@@ -230,7 +232,7 @@ class ContrastiveSection:
 
 @dataclass
 class ClassifierSection:
-    """Options of `method: classifier` (hfgen.train.classifier): fine-tuning an encoder with a classification or
+    """Options of `method: classifier` (hfgen.train.methods.classifier): fine-tuning an encoder with a classification or
     regression head. Sentence pairs: set `data.text_pair_column`. Text columns and labels come from `data.*_column`;
     the final model is the best one on the validation split by `metric_for_best_model`, then scored on
     `data.eval_split` (the test split)."""
@@ -265,7 +267,7 @@ class ClassifierSection:
 
 @dataclass
 class AutoencoderSection:
-    """Options of `method: autoencoder` (hfgen.train.autoencoder): an image encoder pretrained by reconstruction.
+    """Options of `method: autoencoder` (hfgen.train.methods.autoencoder): an image encoder pretrained by reconstruction.
     The sparsity penalty and the denoising corruption are model options (`model.sparsity_weight`,
     `model.denoising`); the encoder is scored by a linear probe and kNN on frozen features."""
 

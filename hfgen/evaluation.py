@@ -4,7 +4,7 @@ the model (read from its config, no flag needed):
 - **classifiers** (text sequence- and token-classification heads, such as `method: classifier` saves,
   and hfgen image classifiers): the classification metrics of `hfgen.metrics.classification` on the
   split, computed by the very code that scores the trainer's test split (tokenisation, batching,
-  `hfgen.train.classifier.evaluate`), so a folder's ``eval_results.json`` and this agree;
+  `hfgen.train.methods.classifier.evaluate`), so a folder's ``eval_results.json`` and this agree;
 - **generators** (DCGAN, VAE): FID, KID and precision/recall of generated images against the split.
 
 Under ``accelerate launch`` a classifier's split is shared among the processes and every example
@@ -63,7 +63,7 @@ def evaluate_classifier(
     from .data import build_dataset, require_columns, select_split
     from .data.labels import encode_labels_for_model
     from .predict import classifier_task, load_classifier
-    from .train.classifier import MAX_CONFUSION_CLASSES, evaluate, outputs_confusion_matrix
+    from .train.methods.classifier import MAX_CONFUSION_CLASSES, evaluate, outputs_confusion_matrix
 
     accelerator = Accelerator(cpu=device is not None and device.startswith("cpu"))
     loaded, tokenizer = load_classifier(model, revision=revision, device=str(accelerator.device))
@@ -111,7 +111,7 @@ def _image_loader(rows, image_column, config, batch_size):
     """The trainer's evaluation loader over the split's images at the model's size and channels
     (converted as `hfgen.data.pil_to_tensor` does, as the model's image processor would)."""
     from .data import ImageDataset
-    from .train.classifier_images import build_image_loader
+    from .train.methods.classifier_images import build_image_loader
 
     images = ImageDataset(rows, image_column=image_column, label_column="labels", image_size=config.image_size, num_channels=config.num_channels)
     return build_image_loader(images, batch_size, seed=0, train=False)

@@ -65,3 +65,13 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _reset_accelerate_state():
+    """Accelerate keeps one process-wide state, fixed by the first Accelerator (precision included); a test whose
+    run stopped with an error leaves it behind. Reset it so each test's run starts as a fresh process would."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

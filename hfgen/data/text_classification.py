@@ -194,7 +194,7 @@ class LengthGroupedSampler(Sampler[int]):
     sorted by length and cut into batches; the full batches are shuffled (the short last one
     stays last, so `BatchSampler` cuts exactly these batches). Epoch e's order is a pure function
     of (seed, e), independent of the global RNG, so a resumed run sees the same batches as an
-    uninterrupted one (as `hfgen.train.tracking.EpochSampler`).
+    uninterrupted one (as `hfgen.train.batches.EpochSampler`).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group_batches: int = 50):
@@ -238,7 +238,7 @@ def build_text_loader(
     `EpochSampler` permutation), last partial batch dropped. Evaluation: every example once,
     longest first, so padding is minimal (metrics do not depend on the order). Prepare it with
     the Accelerator; `iterate_batches` sets the epoch."""
-    from ..train.tracking import EpochSampler
+    from ..train.batches import EpochSampler
 
     if train:
         sampler = (
@@ -252,4 +252,7 @@ def build_text_loader(
         collate_fn=collator,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        # every new iterator (each epoch, and the one a resumed run starts) draws its seed from here: without it,
+        # that draw comes from the global RNG and shifts the dropout stream of a resumed run
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -22,17 +22,17 @@ class LaunchError(RuntimeError):
     """The processes that came up are not the ones the launch or the recipe asked for."""
 
 
-def build_accelerator(recipe: Recipe, log_with: list | None = None) -> Accelerator:
-    """An `Accelerator` for `recipe.train`: mixed precision, gradient accumulation, trackers
-    rooted in `output_dir/logs`, seeded RNGs (a different stream per process), and torch
-    threads set to the cores this process may use."""
+def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | None = None) -> Accelerator:
+    """An `Accelerator` for `recipe.train` at `mixed_precision` (resolved from `train.mixed_precision` by
+    `hfgen.train.hardware.resolve_mixed_precision`): gradient accumulation, trackers rooted in
+    `output_dir/logs`, and torch threads set to the cores this process may use."""
     train = recipe.train
-    if train.mixed_precision == "fp16" and not torch.cuda.is_available():
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise LaunchError(
-            f"{recipe.source}: train.mixed_precision: 'fp16' needs a GPU; on CPU use 'bf16' (or 'no')"
+            f"{recipe.source}: train.mixed_precision: 'fp16' needs a GPU; on CPU use 'auto', 'bf16' or 'no'"
         )
     accelerator = Accelerator(
-        mixed_precision=train.mixed_precision,
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         log_with=log_with,
         project_config=ProjectConfiguration(

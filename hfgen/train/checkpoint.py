@@ -3,7 +3,7 @@
 Layout of `train.output_dir`:
 
     config.json, model.safetensors, README.md, ...   the final model (save_pretrained), when finished
-    checkpoints/checkpoint-00000500/                  accelerator.save_state + train_state.json
+    checkpoints/checkpoint-00000500/                  safetensors + JSON only (see save_checkpoint)
     samples/, logs/, recipe.yaml, eval_results.json
 
 A checkpoint is written to a temporary folder and renamed into place once every process has
@@ -46,7 +46,7 @@ class OutputDirError(RuntimeError):
 
 @dataclass
 class TrainState:
-    """Where the loop is: registered with the Accelerator so it is saved in every checkpoint."""
+    """Where the loop is; saved in every checkpoint's train_state.json."""
 
     step: int = 0  # optimizer steps done
     epoch: int = 0  # epoch in progress
@@ -76,14 +76,17 @@ def is_finished(output_dir: str | os.PathLike) -> bool:
     return (Path(output_dir) / "config.json").is_file()
 
 
-def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> Path | None:
+def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
     """Create `train.output_dir`, apply the overwrite/resume rules, save the resolved recipe,
-    and return the checkpoint to resume from (None: start fresh)."""
+    and return the checkpoints to resume from, newest first (empty: start fresh). An explicit `train.resume`
+    gives just that one; `auto` gives every complete checkpoint, so a damaged newest one falls back to the
+    one before."""
     train = recipe.train
     out = Path(train.output_dir)
-    resume_from = None
+    candidates: list[Path] = []
     if train.resume not in ("auto", "never"):
         resume_from = Path(train.resume)
+        candidates = [resume_from]
         if not (resume_from / "train_state.json").is_file():
             raise OutputDirError(
                 f"{recipe.source}: train.resume: {str(resume_from)!r} is not a complete hfgen checkpoint "
@@ -109,34 +112,89 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> Path | None:
                 download_latest_checkpoint(recipe.hub, out)
             accelerator.wait_for_everyone()
             existing = list_checkpoints(out)
-        resume_from = existing[-1] if existing else None
+        candidates = existing[::-1]
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
     accelerator.wait_for_everyone()
-    return resume_from
+    return candidates
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str | os.PathLike, state: TrainState, keep_last: int) -> Path:
-    """Save everything `resume` needs (models, optimizers, schedulers, registered objects such as
-    EMA and TrainState, every process's RNG) as checkpoints/checkpoint-<step>, atomically, and
-    keep only the newest `keep_last`. Every process must call this."""
-    root = checkpoints_dir(output_dir)
+CHECKPOINT_FORMAT = "hfgen-checkpoint-2"  # safetensors + JSON; version 1 was Accelerate's save_state (pickles)
+
+# Recipe keys whose new value a resumed run takes (the optimizer's settings and the schedule), and keys that fix
+# the data position and RNG streams a checkpoint continues, so a changed value is refused.
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler",
+                  "warmup_steps", "max_grad_norm")
+POSITION_KEYS = ("batch_size", "gradient_accumulation_steps", "seed")
+OPTIMIZER_HYPERPARAMETERS = ("lr", "initial_lr", "betas", "eps", "weight_decay")
+
+
+class CheckpointMismatch(RuntimeError):
+    """The recipe changed a key that a checkpoint cannot continue with."""
+
+
+def _names(prefix: str, count: int) -> list[str]:
+    return [prefix if i == 0 else f"{prefix}_{i}" for i in range(count)]
+
+
+def _recorded_hyperparameters(run) -> dict:
+    train = run.recipe.train
+    values = {key: getattr(train, key) for key in OPTIMIZER_KEYS + POSITION_KEYS}
+    values["num_processes"] = run.accelerator.num_processes
+    return values
+
+
+def save_checkpoint(run, stateful: dict) -> Path:
+    """Save everything `resume` needs as checkpoints/checkpoint-<step>, atomically, and keep only the newest
+    `train.keep_last`. Every process must call this. Nothing is pickled:
+
+        model.safetensors, model_1.safetensors, ...       each prepared model (unwrapped)
+        optimizer.{safetensors,json}, optimizer_1...     optimizer states
+        scheduler.{safetensors,json}, ...                schedule positions
+        random_states_<rank>.{safetensors,json}          python, numpy and torch RNGs of every process
+        <name>.{safetensors,json}                        the method's own state (EMA, model selection, ...)
+        train_state.json                                 step, epoch, batch in epoch, the recipe's hyperparameters
+    """
+    from safetensors.torch import save_model
+
+    from .state_files import capture_rng_state, save_state
+
+    accelerator, state = run.accelerator, run.state
+    root = checkpoints_dir(run.output_dir)
     final = root / f"checkpoint-{state.step:08d}"
     tmp = root / f".tmp-checkpoint-{state.step:08d}"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(".tmp-checkpoint-*"):  # left behind by a run killed mid-write
             shutil.rmtree(stale, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)  # re-saving the same step (e.g. end of a resumed run)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+        tmp.mkdir()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json_atomic(tmp / "train_state.json", state.state_dict())
+        for name, model in zip(_names("model", len(run.models)), run.models):
+            save_model(accelerator.unwrap_model(model), str(tmp / f"{name}.safetensors"))
+        for name, optimizer in zip(_names("optimizer", len(run.optimizers)), run.optimizers):
+            save_state(optimizer.state_dict(), tmp, name)
+        for name, scheduler in zip(_names("scheduler", len(run.schedulers)), run.schedulers):
+            inner = getattr(scheduler, "scheduler", scheduler)
+            save_state({"last_epoch": inner.last_epoch, "_step_count": inner._step_count}, tmp, name)
+        if getattr(accelerator, "scaler", None) is not None:
+            save_state(accelerator.scaler.state_dict(), tmp, "scaler")
+        for name, obj in stateful.items():
+            save_state(obj.state_dict(), tmp, name)
+        for save_hook, _ in run.checkpoint_hooks:
+            save_hook(tmp)
+    save_state(capture_rng_state(), tmp, f"random_states_{accelerator.process_index}")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(tmp / "train_state.json", {
+            **state.state_dict(), "format": CHECKPOINT_FORMAT, "hyperparameters": _recorded_hyperparameters(run),
+        })  # fmt: skip
+        shutil.rmtree(final, ignore_errors=True)  # re-saving the same step (e.g. the end of a resumed run)
         os.replace(tmp, final)
-        for old in list_checkpoints(output_dir)[:-keep_last] if keep_last > 0 else []:
+        keep_last = run.train.keep_last
+        for old in list_checkpoints(run.output_dir)[:-keep_last] if keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
         callback = _ON_CHECKPOINT_SAVED.get()
@@ -160,11 +218,122 @@ def on_checkpoint_saved(callback: Callable[[Path], None] | None) -> Iterator[Non
         _ON_CHECKPOINT_SAVED.reset(token)
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path, state: TrainState) -> None:
-    """Restore a checkpoint written by `save_checkpoint` (state is restored in place)."""
-    accelerator.load_state(str(path))
-    state.load_state_dict(json.loads((path / "train_state.json").read_text()))
-    logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, state.step, state.epoch, state.batches_in_epoch)
+def resume_from_checkpoint(run, candidates: list[Path], stateful: dict) -> bool:
+    """Restore the newest readable checkpoint of `candidates` (newest first) into the run, in place; False when
+    there is none to restore. A damaged checkpoint (truncated or foreign file) is refused by name, with a
+    warning, and the previous one is tried; every file is read and checked before any state is changed."""
+    from .state_files import CheckpointFileError
+
+    accelerator = run.accelerator
+    for index, path in enumerate(candidates):
+        try:
+            contents, problem = _read_checkpoint(run, path, stateful), None
+        except CheckpointFileError as err:
+            contents, problem = None, str(err)
+        if _all_processes_agree(accelerator, problem is None):
+            _apply_checkpoint(run, path, contents, stateful)
+            return True
+        older = candidates[index + 1 :]
+        message = problem or f"another process could not read {path}"
+        if not older:
+            raise CheckpointFileError(f"cannot resume: {message}; no older complete checkpoint to fall back to "
+                                      "(train.resume: never starts afresh)")
+        logger.warning("refusing checkpoint %s: %s; falling back to %s", path, message, older[0])
+    return False
+
+
+def _all_processes_agree(accelerator, ok: bool) -> bool:
+    if accelerator.num_processes == 1:
+        return ok
+    import torch
+
+    flag = torch.tensor([1.0 if ok else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
+
+
+def _read_checkpoint(run, path: Path, stateful: dict) -> dict:
+    """Every piece of state of checkpoint `path`, read into memory (nothing unpickled), or CheckpointFileError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .state_files import CheckpointFileError, load_state
+
+    accelerator = run.accelerator
+    try:
+        train_state = json.loads((path / "train_state.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointFileError(f"{path / 'train_state.json'} is missing or damaged: {err}") from err
+    if train_state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointFileError(
+            f"{path} was written by an older hfgen (Accelerate's pickled state); hfgen no longer unpickles checkpoints. "
+            "Start afresh (train.resume: never) or resume with the hfgen version that wrote it"
+        )
+    contents: dict = {"train_state": train_state, "models": [], "optimizers": [], "schedulers": [], "stateful": {}}
+    for name in _names("model", len(run.models)):
+        file = path / f"{name}.safetensors"
+        try:
+            contents["models"].append(load_file(str(file)))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointFileError(f"{file} is missing or damaged: {err}") from err
+    contents["optimizers"] = [load_state(path, name) for name in _names("optimizer", len(run.optimizers))]
+    contents["schedulers"] = [load_state(path, name) for name in _names("scheduler", len(run.schedulers))]
+    if getattr(accelerator, "scaler", None) is not None:
+        contents["scaler"] = load_state(path, "scaler")
+    contents["stateful"] = {name: load_state(path, name) for name in stateful}
+    contents["rng"] = load_state(path, f"random_states_{accelerator.process_index}")
+    return contents
+
+
+def _apply_checkpoint(run, path: Path, contents: dict, stateful: dict) -> None:
+    from safetensors.torch import load_model
+
+    from .state_files import restore_rng_state
+
+    accelerator = run.accelerator
+    saved = contents["train_state"]
+    _check_hyperparameters(run, saved.get("hyperparameters", {}), path)
+    for name, model in zip(_names("model", len(run.models)), run.models):
+        load_model(accelerator.unwrap_model(model), str(path / f"{name}.safetensors"), strict=True, device=str(accelerator.device))
+    for optimizer, state in zip(run.optimizers, contents["optimizers"]):
+        # the recipe's current settings win over the checkpoint's (a lowered learning rate takes effect)
+        current = [{key: group[key] for key in OPTIMIZER_HYPERPARAMETERS if key in group} for group in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, values in zip(optimizer.param_groups, current):
+            group.update(values)
+    for scheduler, state in zip(run.schedulers, contents["schedulers"]):
+        inner = getattr(scheduler, "scheduler", scheduler)
+        inner.last_epoch, inner._step_count = state["last_epoch"], state["_step_count"]
+        lrs = [base * factor(inner.last_epoch) for factor, base in zip(inner.lr_lambdas, inner.base_lrs)]
+        for group, lr in zip(inner.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        inner._last_lr = lrs
+    if "scaler" in contents:
+        accelerator.scaler.load_state_dict(contents["scaler"])
+    for name, obj in stateful.items():
+        obj.load_state_dict(contents["stateful"][name])
+    for _, load_hook in run.checkpoint_hooks:
+        load_hook(path)
+    run.state.load_state_dict(saved)
+    restore_rng_state(contents["rng"])
+    logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, run.state.step, run.state.epoch, run.state.batches_in_epoch)
+
+
+def _check_hyperparameters(run, saved: dict, path: Path) -> None:
+    """Refuse a changed key that fixes the data position; log every optimizer setting that now differs."""
+    current = _recorded_hyperparameters(run)
+    source = run.recipe.source
+    for key in POSITION_KEYS + ("num_processes",):
+        if key in saved and saved[key] != current[key]:
+            where = "the launch's process count" if key == "num_processes" else f"train.{key}"
+            raise CheckpointMismatch(
+                f"{source}: {where} is {current[key]!r} but checkpoint {path} was written with {saved[key]!r}: the data "
+                f"position and random streams it continues depend on it. Set it back to {saved[key]!r}, or start a "
+                "new run (another train.output_dir, or train.resume: never)"
+            )
+    for key in OPTIMIZER_KEYS:
+        if key in saved and saved[key] != current[key]:
+            logger.warning("train.%s is %r in the recipe but %r in %s: training continues with %r",
+                           key, current[key], saved[key], path.name, current[key])
 
 
 def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> None:

@@ -57,7 +57,7 @@ class GeneratorEvaluation:
             logger.info("step %d: FID %.3f (best so far; saved to output_dir/best)", step, results["fid"])
         return metrics
 
-    # saved in every checkpoint (accelerator.register_for_checkpointing): a resumed run keeps its best
+    # saved in every checkpoint (the engine's `stateful`, as JSON): a resumed run keeps its best
     def state_dict(self) -> dict:
         return {"best_fid": self.best_fid, "best_step": self.best_step}
 

@@ -1,7 +1,7 @@
 """Best-model selection and early stopping, for any method that evaluates during training.
 
 `ModelSelection` remembers the best value of one metric, the step it was reached at and how many
-evaluations have passed without improvement; it is registered with the Accelerator, so a resumed
+evaluations have passed without improvement; it is saved in every checkpoint (JSON), so a resumed
 run continues with the same best value and patience. The best weights themselves live in
 ``output_dir/best/`` (written atomically by `save_best_model`), and `load_best_model` puts them
 back into the model before the final save.
@@ -100,38 +100,40 @@ def save_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     return final
 
 
-def keep_best_in_checkpoints(accelerator: Accelerator, output_dir: str | os.PathLike) -> None:
-    """Make every checkpoint carry the best model as it was at that step, and loading a checkpoint
-    put it back into ``output_dir/best``, so a resumed run (from ``resume: auto`` or from a
-    checkpoint of another folder) selects exactly as the uninterrupted one. The files are hard
-    links into ``output_dir/best`` (no extra disk; `save_best_model` replaces the folder, never
+def best_model_checkpoint_hooks(accelerator: Accelerator, output_dir: str | os.PathLike):
+    """(save, load) hooks for the engine's checkpoints (`TrainingRun.checkpoint_hooks`): every checkpoint carries the
+    best model as it was at that step, and loading a checkpoint puts it back into ``output_dir/best``, so a resumed
+    run (from ``resume: auto`` or from a checkpoint of another folder) selects exactly as the uninterrupted one. The
+    files are hard links into ``output_dir/best`` (no extra disk; `save_best_model` replaces the folder, never
     rewrites its files), written into the checkpoint before it is renamed into place."""
     best = Path(output_dir) / BEST_DIR
 
-    def save_hook(models, weights, checkpoint_dir) -> None:
+    def save_hook(checkpoint_dir) -> None:
         if accelerator.is_main_process and best.is_dir():
             _link_tree(best, Path(checkpoint_dir) / BEST_DIR)
 
-    def load_hook(models, checkpoint_dir) -> None:
-        if not accelerator.is_main_process:
-            return
-        saved = Path(checkpoint_dir) / BEST_DIR
-        if saved.resolve() == best.resolve():
-            return
-        tmp = best.parent / f".tmp-{BEST_DIR}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if saved.is_dir():
-            _link_tree(saved, tmp)
-        old = best.parent / f".old-{BEST_DIR}"
-        shutil.rmtree(old, ignore_errors=True)
-        if best.exists():
-            os.replace(best, old)
-        if tmp.exists():
-            os.replace(tmp, best)  # no best in the checkpoint: none yet at that step
-        shutil.rmtree(old, ignore_errors=True)
+    def load_hook(checkpoint_dir) -> None:
+        if accelerator.is_main_process:
+            _restore_best(Path(checkpoint_dir) / BEST_DIR, best)
+        accelerator.wait_for_everyone()
 
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
+    return save_hook, load_hook
+
+
+def _restore_best(saved: Path, best: Path) -> None:
+    if saved.resolve() == best.resolve():
+        return
+    tmp = best.parent / f".tmp-{BEST_DIR}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if saved.is_dir():
+        _link_tree(saved, tmp)
+    old = best.parent / f".old-{BEST_DIR}"
+    shutil.rmtree(old, ignore_errors=True)
+    if best.exists():
+        os.replace(best, old)
+    if tmp.exists():
+        os.replace(tmp, best)  # no best in the checkpoint: none yet at that step
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _link_tree(source: Path, target: Path) -> None:

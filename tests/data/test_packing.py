@@ -18,7 +18,7 @@ from hfgen.data.text import (
     pack_sequences,
     packed_sequences,
 )
-from hfgen.train.tokenizer import train_wordpiece_tokenizer
+from hfgen.train.methods.tokenizer import train_wordpiece_tokenizer
 from tests.train.text_corpus import sentences, write_corpus
 
 

@@ -13,7 +13,7 @@ from hfgen.config import apply_override
 from tests.train.text_corpus import TOPICS, sentences, write_corpus
 
 IMAGE_TRAIN = {"max_steps": 3, "batch_size": 8, "learning_rate": 1.0e-3, "save_every": None, "log_every": 1,
-               "sample_every": None, "cpu_threads": 1, "report_to": "jsonl"}
+               "sample_every": None, "cpu_threads": 1, "mixed_precision": "no", "report_to": "jsonl"}
 TINY_IMAGE_ENCODER = {"type": "hfgen-image-encoder", "hidden_sizes": [8, 16], "depths": [1, 1]}
 TINY_BERT = {"type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
              "intermediate_size": 32, "max_position_embeddings": 64}

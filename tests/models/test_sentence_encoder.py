@@ -11,7 +11,7 @@ from transformers import AutoModel, BertConfig, BertForMaskedLM
 
 from hfgen.config import TokenizerSection
 from hfgen.models import SentenceEncoderConfig, SentenceEncoderModel
-from hfgen.train.tokenizer import train_wordpiece_tokenizer
+from hfgen.train.methods.tokenizer import train_wordpiece_tokenizer
 from tests.train.text_corpus import sentences
 
 TEXTS = ["the cat eats the food .", "a rocket orbits the moon", "the chef bakes the bread ."]

@@ -55,6 +55,7 @@ def write_recipe(tmp_path, tiny_images):
                 "log_every": 1,
                 "sample_every": 3,
                 "cpu_threads": 1,
+                "mixed_precision": "no",  # fp32: exact comparisons, on any CPU
             },
         }
         for override in overrides:

@@ -15,3 +15,27 @@ def assert_same_weights(dir_a, dir_b):
     assert a.keys() == b.keys()
     different = [k for k in a if not (a[k] == b[k]).all()]
     assert not different, f"tensors differ: {different[:5]}"
+
+
+def kill_after_checkpoint(monkeypatch, step: int) -> None:
+    """Make the training engine "die" (KeyboardInterrupt) right after it has written the checkpoint of `step`,
+    as a kill -9 between two steps would: everything after it is lost, the checkpoint is complete."""
+    import hfgen.train.engine as engine
+
+    real = engine.save_checkpoint
+
+    def dies_after(run, stateful):
+        path = real(run, stateful)
+        if run.state.step == step:
+            raise KeyboardInterrupt(f"killed after checkpoint {step}")
+        return path
+
+    monkeypatch.setattr(engine, "save_checkpoint", dies_after)
+
+
+def restore_checkpointing(monkeypatch) -> None:
+    """Undo `kill_after_checkpoint`."""
+    import hfgen.train.engine as engine
+    from hfgen.train.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_checkpoint)

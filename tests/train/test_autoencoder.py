@@ -15,7 +15,7 @@ from hfgen.data import DatasetError
 from hfgen.models import ImageEncoderForImageClassification
 from hfgen.train import run
 
-from .helpers import assert_same_weights, read_metrics
+from .helpers import assert_same_weights, kill_after_checkpoint, read_metrics, restore_checkpointing
 
 PROBED = ("data.label_column=label", "autoencoder.probe.train_samples=32", "autoencoder.probe.knn_k=5")
 
@@ -53,21 +53,12 @@ def test_killed_run_resumes_exactly_with_denoising_noise(write_recipe, tmp_path,
     common = ("model.denoising=gaussian", "model.sparsity_weight=0.05", "train.max_steps=6", "train.save_every=2")
     reference = run(load_recipe(write_recipe("autoencoder", *common, f"train.output_dir={tmp_path / 'reference'}", name="ref.yaml")))
 
-    from hfgen.train import autoencoder
-
-    real_save = autoencoder.save_checkpoint
-
-    def dies_after_step_4(accelerator, output_dir, state, keep_last):
-        path = real_save(accelerator, output_dir, state, keep_last)
-        if state.step == 4:
-            raise KeyboardInterrupt("killed")
-        return path
 
     recipe = write_recipe("autoencoder", *common)
-    monkeypatch.setattr(autoencoder, "save_checkpoint", dies_after_step_4)
+    kill_after_checkpoint(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run(load_recipe(recipe))
-    monkeypatch.setattr(autoencoder, "save_checkpoint", real_save)
+    restore_checkpointing(monkeypatch)
     out = run(load_recipe(recipe))  # resume: auto, from step 4
     assert_same_weights(out, reference)
 

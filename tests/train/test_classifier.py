@@ -76,7 +76,7 @@ def test_int_and_classlabel_labels_round_trip(classifier_recipe, tmp_path):
 
 
 def test_best_model_is_kept_and_early_stopping_ends_the_run(classifier_recipe, monkeypatch):
-    import hfgen.train.classifier as classifier
+    import hfgen.train.methods.classifier as classifier
 
     scores = iter([0.5, 0.9, 0.8, 0.7, 0.6, 0.95])  # best at the 2nd evaluation; patience 2 stops at the 4th
     real_evaluate = classifier.evaluate

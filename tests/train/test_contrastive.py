@@ -19,7 +19,7 @@ from hfgen.config import TokenizerSection, apply_override, load_recipe
 from hfgen.data import DatasetError
 from hfgen.models import SentenceEncoderModel
 from hfgen.train import run
-from hfgen.train.tokenizer import train_wordpiece_tokenizer
+from hfgen.train.methods.tokenizer import train_wordpiece_tokenizer
 from tests.train.helpers import read_metrics
 from tests.train.text_corpus import TOPICS, sentences
 
@@ -60,7 +60,7 @@ def contrastive_recipe(tmp_path, text_files, hfgen_cache_tmp):
             "contrastive": {"tokenizer": str(text_files / "tokenizer"), "max_length": 16, "retrieval_dataset": str(text_files / "labelled.csv"),
                             "retrieval_split": "train", "retrieval_k": [1, 5]},
             "train": {"output_dir": str(tmp_path / "out"), "max_steps": 30, "batch_size": 16, "learning_rate": 1.0e-3,
-                      "log_every": 5, "save_every": None, "cpu_threads": 1, "report_to": "jsonl"},
+                      "log_every": 5, "save_every": None, "cpu_threads": 1, "mixed_precision": "no", "report_to": "jsonl"},
         }
         for override in overrides:
             apply_override(raw, override)
@@ -97,7 +97,7 @@ def test_length_sorted_forwards_give_the_embeddings_of_one_padded_forward(text_f
 
     from hfgen.data.text import tokenize_batch
     from hfgen.models import SentenceEncoderConfig
-    from hfgen.train.contrastive import ContrastiveObjective
+    from hfgen.train.methods.contrastive import ContrastiveObjective
 
     torch.manual_seed(0)
     fields = {k: v for k, v in TINY_BERT.items() if k != "type"}
@@ -115,7 +115,7 @@ def test_length_sorted_forwards_give_the_embeddings_of_one_padded_forward(text_f
 def test_continuing_from_a_saved_sentence_encoder_trains_with_dropout(contrastive_recipe, tmp_path, monkeypatch):
     """from_pretrained returns eval mode; SimCSE's only augmentation is dropout, so training must switch it back on."""
     from hfgen.models import SentenceEncoderConfig
-    from hfgen.train import contrastive
+    from hfgen.train.methods import contrastive
 
     fields = {k: v for k, v in TINY_BERT.items() if k != "type"}
     SentenceEncoderModel(SentenceEncoderConfig(encoder={"model_type": "bert", "vocab_size": 120, **fields})).save_pretrained(tmp_path / "saved")

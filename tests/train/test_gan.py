@@ -80,7 +80,7 @@ def test_corrupt_images_in_a_folder_fail_or_are_skipped_by_the_recipe_switch(wri
     (folder / "boot" / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DatasetError, match="broken.png"):
         run(load_recipe(write_recipe("gan", f"data.dataset={folder.parent}", "data.eval_split=null")))
-    out = run(load_recipe(write_recipe("gan", f"data.dataset={folder.parent}", "data.eval_split=null", "data.on_bad_image=skip", "train.max_steps=2")))
+    out = run(load_recipe(write_recipe("gan", f"data.dataset={folder.parent}", "data.eval_split=null", "data.on_bad_image=skip", "data.convert_image_mode=true", "train.max_steps=2")))
     assert (out / "model.safetensors").is_file()
 
 

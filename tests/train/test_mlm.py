@@ -11,8 +11,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertFo
 from hfgen.config import RecipeError, apply_override, load_recipe
 from hfgen.data.collators import mask_tokens
 from hfgen.train import run
-from hfgen.train.mlm import masked_lm_loss
-from tests.train.helpers import assert_same_weights, read_metrics
+from hfgen.train.methods.mlm import masked_lm_loss
+from tests.train.helpers import assert_same_weights, kill_after_checkpoint, read_metrics, restore_checkpointing
 from tests.train.text_corpus import write_corpus
 
 TINY_BERT = {"type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -34,7 +34,7 @@ def mlm_recipe(tmp_path, hfgen_cache_tmp):
             "data": {"dataset": str(corpus), "eval_split": "test"},
             "mlm": {"max_length": 32, "new_tokenizer": {"vocab_size": 120, "min_frequency": 1}},
             "train": {"output_dir": str(tmp_path / "out"), "max_steps": 40, "batch_size": 8, "learning_rate": 3.0e-3,
-                      "log_every": 5, "save_every": 20, "cpu_threads": 1, "report_to": "jsonl"},
+                      "log_every": 5, "save_every": 20, "cpu_threads": 1, "mixed_precision": "no", "report_to": "jsonl"},
         }
         for override in overrides:
             apply_override(raw, override)
@@ -90,24 +90,15 @@ def test_mlm_loss_falls_and_the_saved_model_fills_masks(mlm_recipe):
 
 
 def test_killed_run_resumes_exactly(mlm_recipe, tmp_path, monkeypatch):
-    import hfgen.train.mlm as mlm
-
     # one tokenizer for both runs: WordPiece training breaks frequency ties in hash-map order
     first = run(mlm_recipe("train.max_steps=1", f"train.output_dir={tmp_path / 'tok'}"))
     shared = [f"mlm.tokenizer={first}", "train.max_steps=6", "train.save_every=3", "train.lr_scheduler=linear"]
     straight = run(mlm_recipe(*shared, f"train.output_dir={tmp_path / 'a'}"))
-    real_save = mlm.save_checkpoint
-
-    def killed_after_first_checkpoint(accelerator, output_dir, state, keep_last):
-        if state.step > 3:
-            raise KeyboardInterrupt("killed")
-        return real_save(accelerator, output_dir, state, keep_last)
-
     recipe = mlm_recipe(*shared, f"train.output_dir={tmp_path / 'b'}")
-    monkeypatch.setattr(mlm, "save_checkpoint", killed_after_first_checkpoint)
+    kill_after_checkpoint(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(recipe)
-    monkeypatch.setattr(mlm, "save_checkpoint", real_save)
+    restore_checkpointing(monkeypatch)
     resumed = run(recipe)  # resume: auto, from step 3 (masks, data order and schedule continue exactly)
     assert_same_weights(straight, resumed)
 

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from hfgen.config import RecipeError, TokenizerSection, load_recipe
 from hfgen.train import run
-from hfgen.train.tokenizer import train_wordpiece_tokenizer
+from hfgen.train.methods.tokenizer import train_wordpiece_tokenizer
 from tests.train.text_corpus import sentences, write_corpus
 
 

@@ -13,7 +13,7 @@ import torch
 from hfgen.config import load_recipe
 from hfgen.train import run
 from hfgen.train.checkpoint import OutputDirError, list_checkpoints
-from hfgen.train.tracking import TrainingDiverged
+from hfgen.train.divergence import TrainingDiverged
 
 from .helpers import assert_same_weights
 
@@ -32,24 +32,22 @@ def test_finished_output_dir_is_refused_unless_overwrite(write_recipe):
 def test_crash_during_checkpoint_write_leaves_previous_checkpoint_and_resume_is_exact(write_recipe, tmp_path, monkeypatch):
     reference = run(load_recipe(write_recipe("gan", f"train.output_dir={tmp_path / 'reference'}", name="ref.yaml")))
 
-    from accelerate import Accelerator
+    import hfgen.train.checkpoint as checkpoint
 
-    real_save_state = Accelerator.save_state
+    real_write = checkpoint.write_json_atomic
     calls = []
 
-    def dies_on_second_checkpoint(self, output_dir=None, **kwargs):
-        calls.append(output_dir)
-        if len(calls) == 2:  # the step-4 checkpoint: a partial write, then the process "dies"
-            Path(output_dir).mkdir(parents=True)
-            (Path(output_dir) / "model.safetensors").write_bytes(b"partial")
+    def dies_on_second_checkpoint(path, data):
+        calls.append(path)
+        if len(calls) == 2:  # the step-4 checkpoint: every state file written, then the process "dies"
             raise KeyboardInterrupt("killed mid-checkpoint")
-        return real_save_state(self, output_dir, **kwargs)
+        return real_write(path, data)
 
     recipe = write_recipe("gan")
-    monkeypatch.setattr(Accelerator, "save_state", dies_on_second_checkpoint)
+    monkeypatch.setattr(checkpoint, "write_json_atomic", dies_on_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         run(load_recipe(recipe))
-    monkeypatch.setattr(Accelerator, "save_state", real_save_state)
+    monkeypatch.setattr(checkpoint, "write_json_atomic", real_write)
     out = tmp_path / "out"
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-00000002"]  # the half-written one is not listed
     assert not (out / "config.json").exists()
@@ -88,7 +86,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(write_recipe, tmp_path, m
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(write_recipe, monkeypatch):
-    import hfgen.train.gan as gan
+    import hfgen.train.methods.gan as gan
 
     real_loss = gan.generator_loss
     calls = []

@@ -24,7 +24,7 @@ from hfgen.models import (
 )
 from hfgen.train import run
 
-from .helpers import assert_same_weights, read_metrics
+from .helpers import assert_same_weights, kill_after_checkpoint, read_metrics, restore_checkpointing
 from .test_ddp import launch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,21 +128,12 @@ def test_killed_simclr_run_resumes_exactly(write_recipe, tmp_path, monkeypatch):
     common = ("contrastive.temperature=0.5", "train.max_steps=6", "train.save_every=2")
     reference = run(load_recipe(write_recipe("contrastive", *common, f"train.output_dir={tmp_path / 'reference'}", name="ref.yaml", model=MODEL)))
 
-    import hfgen.train.contrastive_images as simclr
-
-    real_save = simclr.save_checkpoint
-
-    def dies_after_step_4(accelerator, output_dir, state, keep_last):
-        path = real_save(accelerator, output_dir, state, keep_last)
-        if state.step == 4:
-            raise KeyboardInterrupt("killed")
-        return path
 
     recipe = write_recipe("contrastive", *common, model=MODEL)
-    monkeypatch.setattr(simclr, "save_checkpoint", dies_after_step_4)
+    kill_after_checkpoint(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         run(load_recipe(recipe))
-    monkeypatch.setattr(simclr, "save_checkpoint", real_save)
+    restore_checkpointing(monkeypatch)
     out = run(load_recipe(recipe))  # resume: auto, from step 4: same batches, same views, same weights
     assert_same_weights(out, reference)
 

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..config import Recipe, RecipeError, TokenizerSection, save_recipe
-from ..data import build_dataset, require_columns, select_split
-from ..data.text import TextStats, iter_documents
-from .checkpoint import write_json_atomic
+from ...config import Recipe, RecipeError, TokenizerSection, save_recipe
+from ...data import build_dataset, require_columns, select_split
+from ...data.text import TextStats, iter_documents
+from ..checkpoint import write_json_atomic
 
 logger = logging.getLogger("hfgen")
 

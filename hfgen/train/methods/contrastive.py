@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..config import Recipe, RecipeError, config_field_names
-from ..data import build_dataset, require_columns, select_split
-from ..data.text import TextStats, iter_documents, tokenize_batch
-from ..hub import render_model_card
-from ..losses.nt_xent import info_nce_loss
-from ..metrics.retrieval import same_label_recall_at_k
-from .accelerator import build_accelerator, seed_everything
-from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
-from .fast_dropout import set_training_attention
-from .optim import backward_and_step, build_optimizer, build_scheduler
-from .param_groups import parameter_groups
+from ...config import Recipe, RecipeError, config_field_names
+from ...data import build_dataset, require_columns, select_split
+from ...data.text import TextStats, iter_documents, tokenize_batch
+from ...losses.nt_xent import info_nce_loss
+from ...metrics.retrieval import same_label_recall_at_k
+from ..batches import build_dataloader
+from ..engine import Final, Step, TrainingRun
+from ..fast_dropout import set_training_attention
+from ..optim import backward_and_step, build_optimizer
+from ..param_groups import parameter_groups
 from .tokenizer import check_vocabulary, load_tokenizer
-from .tracking import build_dataloader, check_finite, iterate_batches, progress_bar, start_tracking, total_training_steps, trackers_for
 
 logger = logging.getLogger("hfgen")
 
@@ -60,8 +57,8 @@ def build_sentence_encoder(recipe: Recipe, vocab_size: int | None = None):
     import hfgen.models  # noqa: F401
     from transformers import AutoConfig
 
-    from ..models import SentenceEncoderConfig, SentenceEncoderModel
-    from ..pretrained import resolve_pretrained
+    from ...models import SentenceEncoderConfig, SentenceEncoderModel
+    from ...pretrained import resolve_pretrained
 
     spec, pooling = recipe.model, recipe.contrastive.pooling
     if spec.type == SentenceEncoderConfig.model_type:
@@ -226,116 +223,86 @@ def evaluate_retrieval(accelerator, model, retrieval, recipe: Recipe) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# The method
 # --------------------------------------------------------------------------------------------
 
 
-def run(recipe: Recipe) -> Path:
-    """Train the recipe's sentence encoder; returns the output folder holding the final model and tokenizer.
-    An hfgen image encoder as the model runs SimCLR instead (hfgen.train.contrastive_images)."""
-    from .image_inputs import is_image_model
+def contrastive_method(recipe: Recipe):
+    """The method of `method: contrastive`: SimCLR for an hfgen image encoder, else text (this module)."""
+    from ..image_splits import is_image_model
 
     if is_image_model(recipe):
-        from .contrastive_images import run as run_simclr
+        from .contrastive_images import SimCLR
 
-        return run_simclr(recipe)
-    options, train, data = recipe.contrastive, recipe.train, recipe.data
-    accelerator = build_accelerator(recipe, log_with=trackers_for(recipe))
-    resume_from = prepare_output_dir(recipe, accelerator)
-    seed_everything(train.seed, accelerator, per_process=False)
+        return SimCLR(recipe)
+    return TextContrastive(recipe)
 
-    if options.tokenizer:
-        tokenizer = load_tokenizer(options.tokenizer, key=f"{recipe.source}: contrastive.tokenizer")
-    elif recipe.model.pretrained:
-        from ..pretrained import resolve_pretrained
 
-        tokenizer = load_tokenizer(resolve_pretrained(recipe.model.pretrained), recipe.model.revision,
-                                   key=f"{recipe.source}: model.pretrained (set contrastive.tokenizer)")
-    else:
-        raise RecipeError(f"{recipe.source}: contrastive.tokenizer: a model from scratch needs a tokenizer (folder or Hub id)")
-    model = build_sentence_encoder(recipe, vocab_size=len(tokenizer))
-    check_vocabulary(model, tokenizer, recipe.source)
-    model.set_tokenizer(tokenizer)
-    # as `method: classifier` does; on CPU eager attention + cheaper dropout masks: ~1.25x faster MiniLM steps (64 texts
-    # of <= 64 tokens, 1 thread: 1.16 -> 1.02 s)
-    set_training_attention(model, options.attn_implementation, options.fast_dropout, accelerator.device.type)
+class TextContrastive:
+    """`method: contrastive` on texts (SimCSE or pairs), on the training engine."""
 
-    stats = TextStats()
-    examples = training_examples(recipe, stats)
-    logger.info("%d training examples (%d rows with an empty text skipped)", len(examples), stats.empty_skipped)
-    loader = build_dataloader(ExamplesDataset(examples), train.batch_size, seed=train.seed, shuffle=True, drop_last=True,
-                              num_workers=data.num_workers, collate_fn=collate_texts(tokenizer, options.max_length, stats))
-    retrieval = retrieval_set(recipe)
+    name, unit = "contrastive", "examples"
 
-    head = ProjectionHead(model.config.hidden_size) if options.mlp_head else None
-    # on CPU, length-sorted forwards of 32 texts: ~1.18x faster MiniLM steps on 20newsgroups spans (1 thread)
-    texts_per_forward = CPU_TEXTS_PER_FORWARD if accelerator.device.type == "cpu" else None
-    # from_pretrained hands models back in eval mode: without dropout, SimCSE's two encodings of a text would be equal
-    objective = ContrastiveObjective(model, head, texts_per_forward).train()
-    optimizer = build_optimizer(parameter_groups(objective, train.learning_rate, train.weight_decay), train,
-                                fused=accelerator.device.type == "cpu" or None)
-    loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
-    total_steps = total_training_steps(recipe, len(loader))
-    scheduler = build_scheduler(optimizer, train, total_steps)
-    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    results: dict = {}
-    if resume_from is not None:
-        load_checkpoint(accelerator, resume_from, state)
-    else:
-        if retrieval is not None:  # the "before" figures
-            results.update({f"initial_{k}": v for k, v in evaluate_retrieval(accelerator, model, retrieval, recipe).items()})
-        seed_everything(train.seed, accelerator, per_process=True)
-    start_tracking(accelerator, recipe)
-    repeat = 2 if options.objective == "simcse" else 1
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.options = recipe, recipe.contrastive
 
-    bar = progress_bar(accelerator, total_steps, state.step, desc="contrastive")
-    started, texts_seen, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
-    for batch in iterate_batches(accelerator, loader, state, total_steps):
+    def build(self, run: TrainingRun) -> None:
+        recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
+        self.run = run
+        if options.tokenizer:
+            tokenizer = load_tokenizer(options.tokenizer, key=f"{recipe.source}: contrastive.tokenizer")
+        elif recipe.model.pretrained:
+            from ...pretrained import resolve_pretrained
+
+            tokenizer = load_tokenizer(resolve_pretrained(recipe.model.pretrained), recipe.model.revision,
+                                       key=f"{recipe.source}: model.pretrained (set contrastive.tokenizer)")
+        else:
+            raise RecipeError(f"{recipe.source}: contrastive.tokenizer: a model from scratch needs a tokenizer (folder or Hub id)")
+        self.tokenizer = tokenizer
+        model = build_sentence_encoder(recipe, vocab_size=len(tokenizer))
+        check_vocabulary(model, tokenizer, recipe.source)
+        model.set_tokenizer(tokenizer)
+        set_training_attention(model, options.attn_implementation, options.fast_dropout, run.device.type)
+        self.encoder = model
+
+        self.stats = stats = TextStats()
+        examples = training_examples(recipe, stats)
+        logger.info("%d training examples (%d rows with an empty text skipped)", len(examples), stats.empty_skipped)
+        loader = build_dataloader(ExamplesDataset(examples), train.batch_size, seed=train.seed, shuffle=True, drop_last=True,
+                                  num_workers=data.num_workers, collate_fn=collate_texts(tokenizer, options.max_length, stats))
+        self.retrieval = retrieval_set(recipe)
+        head = ProjectionHead(model.config.hidden_size) if options.mlp_head else None
+        # on CPU, length-sorted forwards of 32 texts: ~1.18x faster MiniLM steps on 20newsgroups spans (1 thread)
+        texts_per_forward = CPU_TEXTS_PER_FORWARD if run.device.type == "cpu" else None
+        objective = ContrastiveObjective(model, head, texts_per_forward)
+        optimizer = build_optimizer(parameter_groups(objective, train.learning_rate, train.weight_decay), train,
+                                    fused=run.device.type == "cpu" or None)
+        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer])
+        self.repeat = 2 if options.objective == "simcse" else 1
+
+    def before_training(self) -> dict:
+        if self.retrieval is None:  # the "before" figures
+            return {}
+        return {f"initial_{k}": v for k, v in evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe).items()}
+
+    def step(self, batch) -> Step:
         groups = batch.pop("groups")
-        with accelerator.accumulate(objective):
-            embeddings = objective(groups, repeat, **batch)  # (anchors, positives[, negatives]), each (n, hidden)
-            anchors, positives = embeddings[0], embeddings[1]
-            negatives = embeddings[2] if len(embeddings) > 2 else None
-            loss = info_nce_loss(anchors, positives, negatives, options.temperature, options.gather_across_processes)
-            backward_and_step(accelerator, loss, objective, optimizer, train.max_grad_norm)
-        check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
-        texts_seen += anchors.shape[0] * accelerator.num_processes
-        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
-        if not accelerator.sync_gradients:
-            continue
-        scheduler.step()
-        state.step += 1
-        bar.update(1)
+        embeddings = self.objective(groups, self.repeat, **batch)  # (anchors, positives[, negatives]), each (n, hidden)
+        anchors, positives = embeddings[0], embeddings[1]
+        negatives = embeddings[2] if len(embeddings) > 2 else None
+        options = self.options
+        loss = info_nce_loss(anchors, positives, negatives, options.temperature, options.gather_across_processes)
+        backward_and_step(self.run.accelerator, loss, self.objective, self.optimizer, self.run.train.max_grad_norm)
+        return Step(losses={"loss": loss}, count=anchors.shape[0])
 
-        if state.step % train.log_every == 0 or state.step == total_steps:
-            rate = texts_seen / (time.perf_counter() - started)
-            logs = {"loss": loss_sum / loss_count, "lr": scheduler.get_last_lr()[0], "examples_per_s": rate,
-                    "truncated_texts": stats.truncated, "epoch": state.epoch}
-            loss_sum, loss_count = 0.0, 0
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", ex_s=f"{rate:.0f}")
-            accelerator.log(logs, step=state.step)
-        if retrieval is not None and train.eval_every and state.step % train.eval_every == 0 and state.step < total_steps:
-            accelerator.log(evaluate_retrieval(accelerator, model, retrieval, recipe), step=state.step)
-        if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
-            save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    bar.close()
-    elapsed = time.perf_counter() - started  # the loop only: not the final checkpoint nor the retrieval check
+    def log_values(self) -> dict:
+        return {"truncated_texts": self.stats.truncated}
 
-    save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    results.update({"train_examples_per_s": texts_seen / elapsed if texts_seen else None, "train_seconds": elapsed,
-                    "steps": state.step, **stats.as_dict("train_")})
-    if retrieval is not None:
-        final = evaluate_retrieval(accelerator, model, retrieval, recipe)
-        results.update(final)
-        accelerator.log(final, step=state.step)
-    unwrapped = accelerator.unwrap_model(objective).model
-    card = ""
-    if accelerator.is_main_process:
-        write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
-        tokenizer.save_pretrained(train.output_dir)
-        card = render_model_card("sentence_encoder", recipe=recipe, model=unwrapped, results=results)
-    save_final_model(accelerator, unwrapped, train.output_dir, {"README.md": card} if accelerator.is_main_process else None)
-    accelerator.end_training()
-    return Path(train.output_dir)
+    def evaluate(self) -> dict:
+        return {} if self.retrieval is None else evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe)
+
+    def finish(self, results: dict) -> Final:
+        results.update(self.stats.as_dict("train_"))
+        results.update(self.evaluate())
+        return Final(model=self.run.accelerator.unwrap_model(self.objective).model, tokenizer=self.tokenizer,
+                     card_family="sentence_encoder")

@@ -15,8 +15,8 @@ import datasets
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from ..config import ClassifierSection, Recipe, RecipeError
-from ..data import (
+from ...config import ClassifierSection, Recipe, RecipeError
+from ...data import (
     ImageDataset,
     build_dataset,
     drop_unreadable_images,
@@ -24,16 +24,17 @@ from ..data import (
     require_columns,
     select_split,
 )
-from ..data.augment import random_resized_crop
-from ..data.labels import encode_labels, split_off_validation
-from .image_inputs import (
+from ...data.augment import random_resized_crop
+from ...data.labels import encode_labels, split_off_validation
+from ..batches import EpochSampler
+from ..image_splits import (
     built_by_hfgen,
     check_image_modes,
+    image_model_config,
     image_processor_files,
     is_image_model,
 )
-from .models import build_model
-from .tracking import EpochSampler
+from ..models import build_model
 
 logger = logging.getLogger("hfgen")
 
@@ -51,25 +52,10 @@ class ImageClassifierSplits:
     counts: dict
 
 
-def image_model_config(recipe: Recipe):
-    """The recipe's image-encoder config (`model.type` + fields, or `model.pretrained`'s with the recipe's fields on
-    top) without building the model: the data is loaded at its `image_size` and `num_channels` first."""
-    from transformers import AutoConfig
-
-    from ..pretrained import resolve_pretrained
-
-    if recipe.model.type is not None:
-        return AutoConfig.for_model(recipe.model.type, **recipe.model.config)
-    config = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
-    for key, value in recipe.model.config.items():
-        setattr(config, key, value)
-    return config
-
-
 def load_image_classifier_splits(recipe: Recipe) -> ImageClassifierSplits:
     """Train / validation / test images at the model's size, labels encoded as class ids. Unreadable files are
     dropped or fail per `data.on_bad_image` (counted), colour modes are checked against the model (see
-    `hfgen.train.image_inputs`), a validation split is carved out of training when the dataset has none."""
+    `hfgen.train.image_splits`), a validation split is carved out of training when the dataset has none."""
     options, data, train = recipe.classifier or ClassifierSection(), recipe.data, recipe.train
     config = image_model_config(recipe)
     image_size, num_channels = config.image_size, config.num_channels
@@ -144,6 +130,7 @@ def build_image_loader(images: ImageDataset, batch_size: int, *, seed: int, trai
         collate_fn=collate,
         num_workers=workers,
         persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # a new iterator draws its seed from here, not the global RNG
     )
 
 

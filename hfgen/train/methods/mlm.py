@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,19 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Recipe, RecipeError
-from ..data import build_dataset, require_columns, select_split
-from ..data.collators import IGNORE_INDEX, mask_tokens
-from ..data.errors import DatasetError
-from ..data.text import PackedSequences, StreamedPackedSequences, TextStats
-from ..hub import render_model_card
-from .accelerator import build_accelerator, seed_everything
-from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
-from .models import build_model
-from .optim import backward_and_step, build_optimizer, build_scheduler
-from .param_groups import parameter_groups
+from ...config import Recipe, RecipeError
+from ...data import build_dataset, require_columns, select_split
+from ...data.collators import IGNORE_INDEX, mask_tokens
+from ...data.errors import DatasetError
+from ...data.text import PackedSequences, StreamedPackedSequences, TextStats
+from ..batches import build_dataloader
+from ..engine import Final, Step, TrainingRun
+from ..models import build_model
+from ..optim import backward_and_step, build_optimizer
+from ..param_groups import parameter_groups
 from .tokenizer import check_vocabulary, corpus_texts, load_tokenizer, train_wordpiece_tokenizer
-from .tracking import check_finite, iterate_batches, build_dataloader, progress_bar, start_tracking, total_training_steps, trackers_for
 
 logger = logging.getLogger("hfgen")
 
@@ -138,7 +135,7 @@ def resolve_tokenizer(recipe: Recipe, accelerator):
     if options.tokenizer:
         return load_tokenizer(options.tokenizer, key=f"{recipe.source}: mlm.tokenizer")
     if recipe.model.pretrained:
-        from ..pretrained import resolve_pretrained
+        from ...pretrained import resolve_pretrained
 
         return load_tokenizer(resolve_pretrained(recipe.model.pretrained), recipe.model.revision,
                               key=f"{recipe.source}: model.pretrained (set mlm.tokenizer)")
@@ -177,128 +174,90 @@ def packed_split(recipe: Recipe, dataset, split: str, key: str, tokenizer, stats
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# The method
 # --------------------------------------------------------------------------------------------
 
 
-def run(recipe: Recipe) -> Path:
-    """Pretrain the recipe's masked LM; returns the output folder holding the final model and tokenizer."""
-    from transformers import AutoModelForMaskedLM
+class MaskedLM:
+    """`method: mlm` on the training engine."""
 
-    options, train, data = recipe.mlm, recipe.train, recipe.data
-    if data.streaming and train.max_steps is None:
-        raise RecipeError(f"{recipe.source}: train.max_steps: a streamed dataset has no known length; set train.max_steps")
-    accelerator = build_accelerator(recipe, log_with=trackers_for(recipe))
-    resume_from = prepare_output_dir(recipe, accelerator)
-    seed_everything(train.seed, accelerator, per_process=False)
+    name, unit = "mlm", "tokens"
 
-    dataset = build_dataset(data.dataset, streaming=data.streaming)
-    require_columns(dataset, {"data.text_column": data.text_column}, ref=data.dataset)
-    tokenizer = resolve_tokenizer(recipe, accelerator)
-    # a model from scratch takes its vocabulary size from the tokenizer; a checkpoint keeps its own (checked below)
-    from_scratch = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id} if recipe.model.type else {}
-    model = build_model(recipe, AutoModelForMaskedLM, **from_scratch)
-    check_vocabulary(model, tokenizer, recipe.source)
-    set_attention(model, options.attention, accelerator.device)
-    if options.max_length > model.config.max_position_embeddings:
-        raise RecipeError(
-            f"{recipe.source}: mlm.max_length={options.max_length} exceeds the model's max_position_embeddings="
-            f"{model.config.max_position_embeddings}"
-        )
-    special_ids = sorted(set(tokenizer.all_special_ids))
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.options = recipe, recipe.mlm
+        self.tokens_seen = 0
 
-    train_stats, eval_stats = TextStats(), TextStats()
-    train_sequences = packed_split(recipe, dataset, data.train_split, "data.train_split", tokenizer, train_stats, train=True)
-    if isinstance(train_sequences, PackedSequences):
-        loader = build_dataloader(train_sequences, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
-        logger.info("packed %s", train_stats.as_dict())
-    else:
-        loader = torch.utils.data.DataLoader(train_sequences, batch_size=train.batch_size, num_workers=data.num_workers)
-    eval_loader = None
-    if data.eval_split:
-        eval_sequences = packed_split(recipe, dataset, data.eval_split, "data.eval_split", tokenizer, eval_stats, train=False)
-        eval_loader = accelerator.prepare(build_dataloader(
-            eval_sequences, train.eval_batch_size or train.batch_size, seed=train.seed, shuffle=False, drop_last=False
-        ))
+    def build(self, run: TrainingRun) -> None:
+        from transformers import AutoModelForMaskedLM
 
-    objective = MaskedLMObjective(model, sparse=options.sparse_prediction)
-    # no decay on biases and norms (BERT); torch's fused AdamW is several times faster than its for-loop on CPU
-    optimizer = build_optimizer(parameter_groups(model, train.learning_rate, train.weight_decay), train,
-                                fused=accelerator.device.type == "cpu" or None)
-    loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
-    total_steps = total_training_steps(recipe, 0 if data.streaming else len(loader))
-    scheduler = build_scheduler(optimizer, train, total_steps)
-    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    results: dict = {}
-    if resume_from is not None:
-        load_checkpoint(accelerator, resume_from, state)
-    else:
-        if eval_loader is not None:  # the "before" figures
-            results.update({f"initial_{k}": v for k, v in evaluate_mlm(accelerator, objective, eval_loader, tokenizer, options.mask_rate).items()})
-            logger.info("before training: %s", results)
-        seed_everything(train.seed, accelerator, per_process=True)
-    start_tracking(accelerator, recipe)
+        recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
+        self.run = run
+        if data.streaming and train.max_steps is None:
+            raise RecipeError(f"{recipe.source}: train.max_steps: a streamed dataset has no known length; set train.max_steps")
+        dataset = build_dataset(data.dataset, streaming=data.streaming)
+        require_columns(dataset, {"data.text_column": data.text_column}, ref=data.dataset)
+        self.tokenizer = tokenizer = resolve_tokenizer(recipe, run.accelerator)
+        # a model from scratch takes its vocabulary size from the tokenizer; a checkpoint keeps its own (checked below)
+        from_scratch = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id} if recipe.model.type else {}
+        model = build_model(recipe, AutoModelForMaskedLM, **from_scratch)
+        check_vocabulary(model, tokenizer, recipe.source)
+        set_attention(model, options.attention, run.device)
+        if options.max_length > model.config.max_position_embeddings:
+            raise RecipeError(
+                f"{recipe.source}: mlm.max_length={options.max_length} exceeds the model's max_position_embeddings="
+                f"{model.config.max_position_embeddings}"
+            )
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
 
-    def mask(input_ids):
-        return mask_tokens(input_ids, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
-                           special_token_ids=special_ids, mask_rate=options.mask_rate)
+        self.train_stats, self.eval_stats = TextStats(), TextStats()
+        train_sequences = packed_split(recipe, dataset, data.train_split, "data.train_split", tokenizer, self.train_stats, train=True)
+        if isinstance(train_sequences, PackedSequences):
+            loader = build_dataloader(train_sequences, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
+            logger.info("packed %s", self.train_stats.as_dict())
+        else:
+            loader = torch.utils.data.DataLoader(train_sequences, batch_size=train.batch_size, num_workers=data.num_workers)
+        self.eval_loader = None
+        if data.eval_split:
+            eval_sequences = packed_split(recipe, dataset, data.eval_split, "data.eval_split", tokenizer, self.eval_stats, train=False)
+            self.eval_loader = run.prepare_eval_loader(build_dataloader(
+                eval_sequences, train.eval_batch_size or train.batch_size, seed=train.seed, shuffle=False, drop_last=False
+            ))
+        objective = MaskedLMObjective(model, sparse=options.sparse_prediction)
+        # no decay on biases and norms (BERT); torch's fused AdamW is several times faster than its for-loop on CPU
+        optimizer = build_optimizer(parameter_groups(model, train.learning_rate, train.weight_decay), train,
+                                    fused=run.device.type == "cpu" or None)
+        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer])
 
-    bar = progress_bar(accelerator, total_steps, state.step, desc="mlm")
-    started, tokens_seen = time.perf_counter(), 0
-    sums = torch.zeros(3, dtype=torch.float64)  # loss * count, correct, count since the last log
-    for batch in iterate_batches(accelerator, loader, state, total_steps):
-        input_ids, labels = mask(batch["input_ids"])  # (batch, max_length) each
-        with accelerator.accumulate(objective):
-            loss, correct, count = objective(input_ids, labels)
-            backward_and_step(accelerator, loss, objective, optimizer, train.max_grad_norm)
-        check_finite(accelerator, {"loss": loss}, state.step, train.output_dir)
-        tokens_seen += input_ids.numel() * accelerator.num_processes
-        sums += torch.tensor([loss.item() * count.item(), correct.item(), count.item()], dtype=torch.float64)
-        if not accelerator.sync_gradients:
-            continue
-        scheduler.step()
-        state.step += 1
-        bar.update(1)
+    def before_training(self) -> dict:
+        if self.eval_loader is None:  # the "before" figures
+            return {}
+        initial = {f"initial_{k}": v for k, v in self.evaluate().items()}
+        logger.info("before training: %s", initial)
+        return initial
 
-        if state.step % train.log_every == 0 or state.step == total_steps:
-            rate = tokens_seen / (time.perf_counter() - started)
-            logs = {
-                "loss": sums[0].item() / max(1.0, sums[2].item()),  # per masked token, this process, since the last log
-                "accuracy": sums[1].item() / max(1.0, sums[2].item()),
-                "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": rate,
-                "tokens_seen": tokens_seen,
-                "epoch": state.epoch,
-            }
-            sums.zero_()
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['accuracy']:.3f}", tok_s=f"{rate:.0f}")
-            accelerator.log(logs, step=state.step)
-        if eval_loader is not None and train.eval_every and state.step % train.eval_every == 0 and state.step < total_steps:
-            accelerator.log(evaluate_mlm(accelerator, objective, eval_loader, tokenizer, options.mask_rate), step=state.step)
-        if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
-            save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    bar.close()
+    def step(self, batch) -> Step:
+        input_ids, labels = mask_tokens(batch["input_ids"], mask_token_id=self.tokenizer.mask_token_id, vocab_size=len(self.tokenizer),
+                                        special_token_ids=self.special_ids, mask_rate=self.options.mask_rate)  # (batch, max_length) each
+        loss, correct, count = self.objective(input_ids, labels)
+        backward_and_step(self.run.accelerator, loss, self.objective, self.optimizer, self.run.train.max_grad_norm)
+        self.tokens_seen += input_ids.numel() * self.run.accelerator.num_processes
+        return Step(losses={"loss": loss}, count=input_ids.numel(), extras={"accuracy": correct.float() / count.clamp(min=1)})
 
-    save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    elapsed = time.perf_counter() - started
-    results.update({"train_tokens_per_s": tokens_seen / elapsed if tokens_seen else None, "train_seconds": elapsed,
-                    "train_tokens": tokens_seen, "steps": state.step, **train_stats.as_dict("train_"), **eval_stats.as_dict("eval_")})
-    if eval_loader is not None:
-        final = evaluate_mlm(accelerator, objective, eval_loader, tokenizer, options.mask_rate)
-        results.update(final)
-        accelerator.log(final, step=state.step)
-        logger.info("held-out MLM: loss %.4f, accuracy %.4f, perplexity %.2f", final["eval_loss"], final["eval_accuracy"], final["eval_perplexity"])
-    unwrapped = accelerator.unwrap_model(objective).model
-    card = ""
-    if accelerator.is_main_process:
-        write_json_atomic(Path(train.output_dir) / "eval_results.json", results)
-        tokenizer.save_pretrained(train.output_dir)
-        card = render_model_card("mlm", recipe=recipe, model=unwrapped, results=results)
-    save_final_model(accelerator, unwrapped, train.output_dir, {"README.md": card} if accelerator.is_main_process else None)
-    accelerator.end_training()
-    return Path(train.output_dir)
+    def log_values(self) -> dict:
+        return {"tokens_seen": self.tokens_seen}
+
+    def evaluate(self) -> dict:
+        if self.eval_loader is None:
+            return {}
+        return evaluate_mlm(self.run.accelerator, self.objective, self.eval_loader, self.tokenizer, self.options.mask_rate)
+
+    def finish(self, results: dict) -> Final:
+        results.update({"train_tokens": self.tokens_seen, **self.train_stats.as_dict("train_"), **self.eval_stats.as_dict("eval_")})
+        final = self.evaluate()
+        if final:
+            results.update(final)
+            logger.info("held-out MLM: loss %.4f, accuracy %.4f, perplexity %.2f", final["eval_loss"], final["eval_accuracy"], final["eval_perplexity"])
+        return Final(model=self.run.accelerator.unwrap_model(self.objective).model, tokenizer=self.tokenizer, card_family="mlm")
 
 
 @torch.no_grad()

@@ -21,15 +21,14 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import ClassifierSection, Recipe, RecipeError
-from ..data import build_dataset, require_columns, select_split
-from ..data.labels import balanced_class_weights, class_counts, encode_labels, split_off_validation
-from ..data.text_classification import (
+from ...config import ClassifierSection, Recipe, RecipeError
+from ...data import build_dataset, require_columns, select_split
+from ...data.labels import balanced_class_weights, class_counts, encode_labels, split_off_validation
+from ...data.text_classification import (
     IGNORE_INDEX,
     PaddingCollator,
     TokenizedTexts,
@@ -37,9 +36,8 @@ from ..data.text_classification import (
     drop_empty_texts,
     tokenize_for_classification,
 )
-from ..hub import render_model_card
-from ..losses.classification import classification_loss
-from ..metrics.classification import (
+from ...losses.classification import classification_loss
+from ...metrics.classification import (
     confusion_matrix,
     default_metric,
     multi_label_metrics,
@@ -48,16 +46,14 @@ from ..metrics.classification import (
     single_label_metrics,
     token_metrics,
 )
-from .accelerator import build_accelerator, seed_everything
-from .checkpoint import TrainState, load_checkpoint, prepare_output_dir, save_checkpoint, save_final_model, write_json_atomic
-from .cls_only import enable_cls_only_last_layer
-from .fast_dropout import set_training_attention
+from ..cls_only import enable_cls_only_last_layer
+from ..engine import Final, Step, TrainingRun
+from ..fast_dropout import set_training_attention
+from ..models import build_model
+from ..optim import backward_and_step, build_optimizer
+from ..param_groups import parameter_groups
+from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
-from .models import build_model
-from .optim import backward_and_step, build_optimizer, build_scheduler
-from .param_groups import parameter_groups
-from .selection import BEST_DIR, ModelSelection, keep_best_in_checkpoints, load_best_model, metric_greater_is_better, save_best_model
-from .tracking import check_finite, iterate_batches, progress_bar, start_tracking, total_training_steps, trackers_for
 
 logger = logging.getLogger("hfgen")
 
@@ -80,192 +76,145 @@ class TextSplits:
     counts: dict  # rows dropped / truncated / mapped per split, for the log and eval_results.json
 
 
-def run(recipe: Recipe) -> Path:
-    """Fine-tune the recipe's encoder; returns the output folder holding the best model."""
-    options: ClassifierSection = recipe.classifier or ClassifierSection()
-    train, data = recipe.train, recipe.data
-    accelerator = build_accelerator(recipe, log_with=trackers_for(recipe))
-    resume_from = prepare_output_dir(recipe, accelerator)
-    seed_everything(train.seed, accelerator, per_process=False)
-    out = Path(train.output_dir)
+class Classifier:
+    """`method: classifier` (text or hfgen image encoder) on the training engine."""
 
-    images = is_image_model(recipe)  # an hfgen image encoder: splits, loaders, model from hfgen.train.classifier_images
-    tokenizer = None if images else load_tokenizer(recipe)
-    splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
-    names = splits.label_names
-    model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names)
-    if options.max_length > getattr(model.config, "max_position_embeddings", options.max_length):
-        raise RecipeError(
-            f"{recipe.source}: classifier.max_length {options.max_length} exceeds the model's "
-            f"max_position_embeddings {model.config.max_position_embeddings}"
-        )
+    name, unit = "classifier", "examples"
+    evaluate_every_epoch = False
 
-    eval_batch_size = train.eval_batch_size or train.batch_size
-    if images:
-        loader = build_image_loader(splits.train, train.batch_size, seed=train.seed, train=True, recipe=recipe)
-        validation_loader, test_loader = (
-            None if rows is None else accelerator.prepare(build_image_loader(rows, eval_batch_size, seed=train.seed, train=False, recipe=recipe))
-            for rows in (splits.validation, splits.test)
-        )
-    else:
-        set_training_attention(model, options.attn_implementation, options.fast_dropout, accelerator.device.type)
-        if options.cls_only_last_layer and options.task != "token":
-            enable_cls_only_last_layer(model)
-        pad_to = options.max_length if options.pad_to_max_length else None
-        collator = PaddingCollator(tokenizer.pad_token_id, options.task, pad_to=pad_to)
-        loader = build_text_loader(
-            splits.train, collator, train.batch_size, seed=train.seed, train=True,
-            group_by_length=options.group_by_length, num_workers=data.num_workers,
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.options = recipe.classifier or ClassifierSection()
+        self.evaluate_every_epoch = self.options.eval_every_epoch
+        self.last_validated = -1
+
+    def build(self, run: TrainingRun) -> None:
+        recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
+        self.run = run
+        accelerator = run.accelerator
+        self.images = images = is_image_model(recipe)  # an hfgen image encoder: splits, loaders, model from classifier_images
+        self.tokenizer = tokenizer = None if images else load_tokenizer(recipe)
+        self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
+        names = self.names = splits.label_names
+        model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names)
+        if options.max_length > getattr(model.config, "max_position_embeddings", options.max_length):
+            raise RecipeError(
+                f"{recipe.source}: classifier.max_length {options.max_length} exceeds the model's "
+                f"max_position_embeddings {model.config.max_position_embeddings}"
+            )
+        eval_batch_size = train.eval_batch_size or train.batch_size
+        if images:
+            loader = build_image_loader(splits.train, train.batch_size, seed=train.seed, train=True, recipe=recipe)
+            self.validation_loader, self.test_loader = (
+                None if rows is None else run.prepare_eval_loader(build_image_loader(rows, eval_batch_size, seed=train.seed, train=False))
+                for rows in (splits.validation, splits.test)
+            )
+        else:
+            set_training_attention(model, options.attn_implementation, options.fast_dropout, run.device.type)
+            if options.cls_only_last_layer and options.task != "token":
+                enable_cls_only_last_layer(model)
+            pad_to = options.max_length if options.pad_to_max_length else None
+            collator = PaddingCollator(tokenizer.pad_token_id, options.task, pad_to=pad_to)
+            loader = build_text_loader(
+                splits.train, collator, train.batch_size, seed=train.seed, train=True,
+                group_by_length=options.group_by_length, num_workers=data.num_workers,
+            )  # fmt: skip
+            self.validation_loader, self.test_loader = (
+                None if rows is None else run.prepare_eval_loader(build_text_loader(rows, collator, eval_batch_size, seed=train.seed, train=False))
+                for rows in (splits.validation, splits.test)
+            )
+        self.weights = class_weights(options, splits.train, names, source=recipe.source)
+        optimizer = build_optimizer(
+            parameter_groups(model, train.learning_rate, train.weight_decay, options.layer_lr_decay), train,
+            fused=True,  # ~4x faster optimizer step than the for-loop, on CPU as on GPU
         )  # fmt: skip
-        validation_loader = test_loader = None
-        if splits.validation is not None:
-            validation_loader = accelerator.prepare(build_text_loader(splits.validation, collator, eval_batch_size, seed=train.seed, train=False))
-        if splits.test is not None:
-            test_loader = accelerator.prepare(build_text_loader(splits.test, collator, eval_batch_size, seed=train.seed, train=False))
+        _, (self.model,), (self.optimizer,) = run.prepare(loader, [model], [optimizer])
+        if self.weights is not None:
+            self.weights = self.weights.to(run.device)
 
-    weights = class_weights(options, splits.train, names, source=recipe.source)
-    optimizer = build_optimizer(
-        parameter_groups(model, train.learning_rate, train.weight_decay, options.layer_lr_decay), train,
-        fused=True,  # ~4x faster optimizer step than the for-loop, on CPU as on GPU
-    )  # fmt: skip
-    loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
-    batches_per_epoch = len(loader)
-    total_steps = total_training_steps(recipe, batches_per_epoch)
-    scheduler = build_scheduler(optimizer, train, total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    if weights is not None:
-        weights = weights.to(accelerator.device)
+        metric = default_metric(options.task) if options.metric_for_best_model == "auto" else options.metric_for_best_model
+        self.metric = metric = metric.removeprefix("eval_").removeprefix("validation_")
+        greater = options.greater_is_better if options.greater_is_better is not None else metric_greater_is_better(metric)
+        self.selection = ModelSelection(metric, greater, options.early_stopping_patience, options.early_stopping_threshold)
+        self.stateful = {"model_selection": self.selection}
+        run.checkpoint_hooks.append(best_model_checkpoint_hooks(accelerator, run.output_dir))
 
-    metric = default_metric(options.task) if options.metric_for_best_model == "auto" else options.metric_for_best_model
-    metric = metric.removeprefix("eval_").removeprefix("validation_")
-    greater = options.greater_is_better if options.greater_is_better is not None else metric_greater_is_better(metric)
-    selection = ModelSelection(metric, greater, options.early_stopping_patience, options.early_stopping_threshold)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    accelerator.register_for_checkpointing(selection)
-    keep_best_in_checkpoints(accelerator, out)
-    if resume_from is not None:
-        load_checkpoint(accelerator, resume_from, state)
-    else:
-        seed_everything(train.seed, accelerator, per_process=True)
-    start_tracking(accelerator, recipe)
+    def step(self, batch) -> Step:
+        labels = batch.pop("labels")
+        logits = self.model(**batch).logits
+        loss = classification_loss(logits, labels, self.options.task, self.weights)
+        backward_and_step(self.run.accelerator, loss, self.model, self.optimizer, self.run.train.max_grad_norm)
+        return Step(losses={"loss": loss}, count=labels.shape[0])
 
-    def validate() -> dict:
-        """Evaluate on validation, log it, keep the model when it is the best so far."""
-        metrics = evaluate(accelerator, model, validation_loader, options, names, weights)
-        improved = selection.update(metrics, state.step)
+    @property
+    def should_stop(self) -> bool:
+        return self.selection.should_stop
+
+    def evaluate(self) -> dict:
+        """Evaluate on validation, keep the model when it is the best so far (and stop early after `patience`)."""
+        if self.validation_loader is None:
+            return {}
+        run, selection, metric = self.run, self.selection, self.metric
+        metrics = evaluate(run.accelerator, self.model, self.validation_loader, self.options, self.names, self.weights)
+        improved = selection.update(metrics, run.state.step)
         if improved:
-            save_best_model(accelerator, model, out)
-        accelerator.log({f"validation_{k}": v for k, v in metrics.items()}, step=state.step)
+            save_best_model(run.accelerator, self.model, run.output_dir)
+        self.last_validated = run.state.step
         logger.info(
-            "step %d validation %s = %.4f%s", state.step, metric, metrics[metric],
+            "step %d validation %s = %.4f%s", run.state.step, metric, metrics[metric],
             " (best so far)" if improved else f" (best {selection.best_value:.4f} at step {selection.best_step})",
         )  # fmt: skip
-        return metrics
-
-    model.train()  # from_pretrained hands models back in eval mode (no dropout, frozen BatchNorm statistics)
-    bar = progress_bar(accelerator, total_steps, state.step, desc="classifier")
-    examples_seen, overhead_seconds, last_validated = 0, 0.0, -1
-    running_loss, running_batches = torch.zeros((), device=accelerator.device), 0
-    started = time.perf_counter()
-    for batch in iterate_batches(accelerator, loader, state, total_steps):
-        labels = batch.pop("labels")
-        with accelerator.accumulate(model):
-            logits = model(**batch).logits
-            loss = classification_loss(logits, labels, options.task, weights)
-            backward_and_step(accelerator, loss, model, optimizer, train.max_grad_norm)
-        running_loss += loss.detach()  # stays on the device: no host sync per step
-        running_batches += 1
-        examples_seen += labels.shape[0] * accelerator.num_processes
-        if not accelerator.sync_gradients:
-            continue
-        scheduler.step()
-        state.step += 1
-        bar.update(1)
-
-        if state.step % train.log_every == 0 or state.step == total_steps:
-            mean_loss = running_loss / running_batches
-            check_finite(accelerator, {"loss": mean_loss}, state.step - 1, train.output_dir)
-            rate = examples_seen / max(1e-9, time.perf_counter() - started - overhead_seconds)
-            logs = {"loss": mean_loss.item(), "lr": scheduler.get_last_lr()[-1], "examples_per_s": rate, "epoch": state.epoch}
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", ex_s=f"{rate:.0f}")
-            accelerator.log(logs, step=state.step)
-            running_loss, running_batches = torch.zeros((), device=accelerator.device), 0
-        epoch_done = state.batches_in_epoch >= batches_per_epoch
-        due = (options.eval_every_epoch and epoch_done) or (train.eval_every and state.step % train.eval_every == 0)
-        paused = time.perf_counter()
-        if validation_loader is not None and due:
-            validate()
-            last_validated = state.step
-        if train.save_every and state.step % train.save_every == 0 and state.step < total_steps:
-            save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-        overhead_seconds += time.perf_counter() - paused
         if selection.should_stop:
             logger.info(
                 "early stopping at step %d: %d evaluations without improvement (best %s %.4f at step %d)",
-                state.step, selection.evaluations_without_improvement, metric, selection.best_value, selection.best_step,
+                run.state.step, selection.evaluations_without_improvement, metric, selection.best_value, selection.best_step,
             )  # fmt: skip
-            break
-    train_seconds = time.perf_counter() - started - overhead_seconds
-    bar.close()
+        return {f"validation_{k}": v for k, v in metrics.items()}
 
-    if validation_loader is not None and last_validated != state.step and not selection.should_stop and state.step > 0:
-        validate()  # the final weights compete too
-    save_checkpoint(accelerator, train.output_dir, state, train.keep_last)
-    if validation_loader is not None and load_best_model(accelerator, model, out):
-        logger.info("final model: the best on validation (%s %.4f at step %d)", metric, selection.best_value, selection.best_step)
-
-    results: dict = {
-        "train_examples_per_s": examples_seen / train_seconds if train_seconds > 0 and examples_seen else None,
-        "train_seconds": train_seconds,
-        "train_examples": len(splits.train),
-        "steps": state.step,
-        "epochs": state.step / max(1, -(-batches_per_epoch // train.gradient_accumulation_steps)),
-        "early_stopped": selection.should_stop,
-    }
-    if validation_loader is not None:
-        results.update({"metric_for_best_model": metric, "best_step": selection.best_step, f"best_validation_{metric}": selection.best_value})
-    test_outputs = None
-    if test_loader is not None:
-        started_eval = time.perf_counter()
-        test_metrics, test_outputs = evaluate(accelerator, model, test_loader, options, names, weights, return_outputs=True)
-        results.update({f"eval_{k}": v for k, v in test_metrics.items()})
-        results["predict_seconds"] = time.perf_counter() - started_eval
-        results["predict_examples_per_s"] = test_metrics["examples"] / results["predict_seconds"]
-        accelerator.log({f"eval_{k}": v for k, v in test_metrics.items()}, step=state.step)
-        logger.info("test (%s): %s", data.eval_split, {k: round(v, 4) for k, v in test_metrics.items() if isinstance(v, float)})
-
-    card = ""
-    if accelerator.is_main_process:
-        if test_outputs is not None and options.confusion_matrix and names and len(names) <= MAX_CONFUSION_CLASSES:
+    def finish(self, results: dict) -> Final:
+        run, options, selection, metric = self.run, self.options, self.selection, self.metric
+        accelerator, out, names = run.accelerator, run.output_dir, self.names
+        if self.validation_loader is not None and self.last_validated != run.state.step and not selection.should_stop and run.state.step > 0:
+            accelerator.log(self.evaluate(), step=run.state.step)  # the final weights compete too
+        if self.validation_loader is not None and load_best_model(accelerator, self.model, out):
+            logger.info("final model: the best on validation (%s %.4f at step %d)", metric, selection.best_value, selection.best_step)
+        batches_per_epoch = run.batches_per_epoch or 0
+        results.update({
+            "train_examples": len(self.splits.train),
+            "epochs": run.state.step / max(1, -(-batches_per_epoch // run.train.gradient_accumulation_steps)),
+            "early_stopped": selection.should_stop,
+        })  # fmt: skip
+        if self.validation_loader is not None:
+            results.update({"metric_for_best_model": metric, "best_step": selection.best_step, f"best_validation_{metric}": selection.best_value})
+        test_outputs = None
+        if self.test_loader is not None:
+            started_eval = time.perf_counter()
+            test_metrics, test_outputs = evaluate(accelerator, self.model, self.test_loader, options, names, self.weights, return_outputs=True)
+            results.update({f"eval_{k}": v for k, v in test_metrics.items()})
+            results["predict_seconds"] = time.perf_counter() - started_eval
+            results["predict_examples_per_s"] = test_metrics["examples"] / results["predict_seconds"]
+            logger.info("test (%s): %s", self.recipe.data.eval_split, {k: round(v, 4) for k, v in test_metrics.items() if isinstance(v, float)})
+        if accelerator.is_main_process and test_outputs is not None and options.confusion_matrix and names and len(names) <= MAX_CONFUSION_CLASSES:
             matrix = outputs_confusion_matrix(options.task, test_outputs, len(names))
             if matrix is not None:
-                save_confusion_matrix_png(matrix, names, out / "confusion_matrix.png", title=f"{data.dataset} / {data.eval_split}")
+                save_confusion_matrix_png(matrix, names, out / "confusion_matrix.png", title=f"{self.recipe.data.dataset} / {self.recipe.data.eval_split}")
                 results["confusion_matrix"] = matrix.tolist()
-        write_json_atomic(out / "eval_results.json", {**results, "label_names": names, "data": splits.counts})
-        if tokenizer is not None:
-            tokenizer.save_pretrained(out)
-        card = render_model_card(
-            "image_classifier" if images else "classifier", recipe=recipe, model=accelerator.unwrap_model(model), results=_card_results(results),
-            pipeline_tag="image-classification" if images else "token-classification" if options.task == "token" else "text-classification",
-        )  # fmt: skip
-    extra = {"README.md": card, **(image_classifier_files(accelerator.unwrap_model(model)) if images else {})}
-    save_final_model(accelerator, model, out, extra if accelerator.is_main_process else None)
-    if accelerator.is_main_process:  # the final model is the best one; checkpoints keep their own links to it
-        shutil.rmtree(out / BEST_DIR, ignore_errors=True)
-    # Drop the DDP-wrapped model while the process group is alive: torn down after end_training() destroys
-    # the group (when this frame returns), its gloo reducer could block forever at exit.
-    del model, optimizer, scheduler
-    accelerator.free_memory()
-    accelerator.end_training()
-    return out
+        results.update({"label_names": names, "data": self.splits.counts})
+        pipeline_tag = "image-classification" if self.images else "token-classification" if options.task == "token" else "text-classification"
+        files = image_classifier_files(accelerator.unwrap_model(self.model)) if self.images else {}
+        return Final(model=self.model, files=files, tokenizer=self.tokenizer,
+                     card_family="image_classifier" if self.images else "classifier", pipeline_tag=pipeline_tag)
+
+    def after_final_save(self) -> None:
+        if self.run.is_main_process:  # the final model is the best one; checkpoints keep their own links to it
+            shutil.rmtree(self.run.output_dir / BEST_DIR, ignore_errors=True)
 
 
 def load_tokenizer(recipe: Recipe):
     """The tokenizer `classifier.tokenizer` names, else `model.pretrained`'s (aliases resolved)."""
     from transformers import AutoTokenizer
 
-    from ..pretrained import resolve_pretrained
+    from ...pretrained import resolve_pretrained
 
     options = recipe.classifier or ClassifierSection()
     ref = options.tokenizer or recipe.model.pretrained
@@ -337,7 +286,7 @@ def build_classifier_model(recipe: Recipe, names: list[str] | None):
     another size is re-initialised (with a warning), as ``ignore_mismatched_sizes`` does."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from ..pretrained import resolve_pretrained
+    from ...pretrained import resolve_pretrained
 
     options = recipe.classifier or ClassifierSection()
     num_labels = 1 if options.task == "regression" else len(names)
@@ -453,10 +402,3 @@ def outputs_confusion_matrix(task: str, outputs, num_labels: int) -> np.ndarray 
         scored = labels != IGNORE_INDEX
         return confusion_matrix(labels[scored], predicted[scored], num_labels)
     return None
-
-
-def _card_results(results: dict) -> dict:
-    """The figures worth a row in the model card table (no matrices, no bookkeeping)."""
-    numbers = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {**numbers, **({"metric_for_best_model": results["metric_for_best_model"]} if "metric_for_best_model" in results else {})}
-

@@ -1,6 +1,6 @@
-"""The image side shared by the image-encoder methods (autoencoder, contrastive on images, classifier on images):
-loading the recipe's image splits as uint8 tensors at the model's size, the input checks and conversion rules, the
-probe subsets, and the image-processor files saved with a finished model.
+"""The image side shared by every image method (gan, vae, autoencoder, contrastive on images, classifier on images):
+loading the recipe's image splits as uint8 tensors at the model's size (one loader, one policy for unreadable files),
+the input checks and conversion rules, the probe subsets, and the image-processor files saved with a finished model.
 
 Input rules (stated once, here and in the README):
 
@@ -35,7 +35,7 @@ from ..data import (
 )
 from ..data.catalog import CATALOG
 from ..data.images import open_image
-from .tracking import build_dataloader
+from .batches import build_dataloader
 
 logger = logging.getLogger("hfgen")
 
@@ -64,9 +64,26 @@ class ImageSplits:
     train: ImageDataset
     eval: ImageDataset | None
     unreadable_skipped: int
+    label_names: list[str] | None = None  # class names of data.label_column (a ClassLabel column), else None
 
 
-def load_image_splits(recipe: Recipe, image_size: int, num_channels: int) -> ImageSplits:
+def image_model_config(recipe: Recipe):
+    """The recipe's image-model config (`model.type` + fields, or `model.pretrained`'s with the recipe's fields on
+    top) without building the model: the data is loaded at its `image_size` and `num_channels` first."""
+    import hfgen.models  # noqa: F401  (registers hfgen's model types)
+    from transformers import AutoConfig
+
+    from ..pretrained import resolve_pretrained
+
+    if recipe.model.type is not None:
+        return AutoConfig.for_model(recipe.model.type, **recipe.model.config)
+    config = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
+    for key, value in recipe.model.config.items():
+        setattr(config, key, value)
+    return config
+
+
+def load_image_splits(recipe: Recipe, image_size: int, num_channels: int, eval_split: bool = True) -> ImageSplits:
     """The recipe's train (and eval) split as in-memory uint8 `ImageDataset`s at `image_size` x `image_size` with
     `num_channels` channels, after the checks in this module's docstring. `max_train_samples`/`max_eval_samples`
     take the first N after a seeded shuffle."""
@@ -74,7 +91,7 @@ def load_image_splits(recipe: Recipe, image_size: int, num_channels: int) -> Ima
     label_column = data.label_column
     dataset = build_dataset(data.dataset)
     require_columns(dataset, {"data.image_column": data.image_column, "data.label_column": label_column}, ref=data.dataset)
-    splits = {name for name in (data.train_split, data.eval_split) if name}
+    splits = {name for name in (data.train_split, data.eval_split if eval_split else None) if name}
     dataset = datasets.DatasetDict({name: select_split(dataset, name, _split_key(recipe, name), ref=data.dataset) for name in splits})
     skipped = 0
     if not built_by_hfgen(data.dataset):
@@ -88,8 +105,9 @@ def load_image_splits(recipe: Recipe, image_size: int, num_channels: int) -> Ima
         return ImageDataset(rows, image_column=data.image_column, label_column=label_column, image_size=image_size, num_channels=num_channels)
 
     train = images_of(data.train_split, data.max_train_samples)
-    eval_images = images_of(data.eval_split, data.max_eval_samples) if data.eval_split else None
-    return ImageSplits(train=train, eval=eval_images, unreadable_skipped=skipped)
+    eval_images = images_of(data.eval_split, data.max_eval_samples) if data.eval_split and eval_split else None
+    names = getattr(dataset[data.train_split].features[label_column], "names", None) if label_column else None
+    return ImageSplits(train=train, eval=eval_images, unreadable_skipped=skipped, label_names=names)
 
 
 def built_by_hfgen(ref: str) -> bool:
@@ -168,4 +186,4 @@ def image_processor_files(config) -> dict[str, str]:
     }
 
 
-__all__ = ["ImageSplits", "built_by_hfgen", "check_image_modes", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]
+__all__ = ["ImageSplits", "built_by_hfgen", "check_image_modes", "image_model_config", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]
