@@ -121,8 +121,10 @@ def test_equals_the_trainers_own_test_scores(classifier_recipe, tmp_path, capsys
     evaluate_main(["--model", str(out), "--dataset", data])
     results = json.loads(capsys.readouterr().out)
     assert results["examples"] == trained["eval_examples"] == 24
+    # the run scores with its training kernels (eager attention, [CLS]-only last layer), the script with the loaded
+    # model's defaults (sdpa): the same math, rounded differently in the last digits of fp32
     for name, value in results["metrics"].items():
-        assert value == pytest.approx(trained[f"eval_{name}"], abs=1e-5), name
+        assert value == pytest.approx(trained[f"eval_{name}"], abs=1e-4), name
     assert results["confusion_matrix"] == trained["confusion_matrix"]
 
 

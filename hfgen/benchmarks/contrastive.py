@@ -4,15 +4,18 @@
 Both continue training the same all-MiniLM-L6-v2 weights (`model.pretrained: minilm`, mean pooling) with InfoNCE
 over in-batch negatives (hfgen's temperature 0.05 = sentence-transformers' scale 20) on the same (anchor, positive)
 pairs for one pass, with the same batch size, learning rate, linear warm-up and decay, weight decay, clipping,
-max_length, precision (bf16 autocast on CPU), seed and torch threads. The pairs need no download: two adjacent
+max_length, seed and torch threads, each at its best precision on the machine at hand (`hfgen.benchmarks.precision`:
+hfgen at `train.mixed_precision: auto`, the peer at the faster of fp32 and bf16 in a trial of `TRIAL_STEPS` steps).
+The pairs need no download: two adjacent
 `WORDS_PER_TEXT`-word spans of one 20newsgroups post (a classic self-supervised pairing: the two halves of a
 passage should embed close together), one pair per post, from the train split for training and from the test
 split for the held-out check.
 
 - ``hfgen``: the recipe ``recipes/pretrain/simcse_minilm.yaml`` switched to ``objective: pairs`` on a jsonl of the
-  pairs, through `hfgen.train.run` (its own retrieval check off: the benchmark scores both models alike).
+  pairs, through `hfgen.train.run` (its own retrieval check off: the benchmark scores both models alike);
+  ``hfgen_other_precision`` the same at the fixed precision `auto` did not pick.
 - ``peer``: `SentenceTransformer(minilm)` + `MultipleNegativesRankingLoss(scale=20)` +
-  `SentenceTransformerTrainer(args=SentenceTransformerTrainingArguments(bf16=True, use_cpu=True))`.
+  `SentenceTransformerTrainer(args=SentenceTransformerTrainingArguments(bf16=..., use_cpu=True))`.
 
 Each contender runs in its own fresh Python process (Accelerate and the Trainer keep process-wide state), one
 after the other. Throughput is training pairs per second of the training loop as each measures it (hfgen: from
@@ -35,7 +38,8 @@ from pathlib import Path
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "pretrain" / "simcse_minilm.yaml"
 DATASET = "20newsgroups"
 WORDS_PER_TEXT = 32  # ~38 MiniLM tokens on average: all but a few spans fit max_length 64 untruncated
-CONTENDERS = ("hfgen", "peer")
+CONTENDERS = ("hfgen", "hfgen_other_precision", "peer")
+TRIAL_STEPS = 16  # the peer's precision trial, at each precision
 PEER_NAME = "sentence-transformers SentenceTransformerTrainer + MultipleNegativesRankingLoss"
 
 
@@ -64,10 +68,14 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
         "warmup_steps": steps // 10,  # sentence-transformers' usual warmup_ratio 0.1
         "weight_decay": 0.01,
         "max_grad_norm": 1.0,  # the Trainer's default
-        "precision": "bf16",
         "seed": recipe.train.seed,
         "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
     }
+
+
+def trial_settings(settings: dict) -> dict:
+    """The settings of the peer's precision trial: the full run's, for `TRIAL_STEPS` steps and a small check."""
+    return {**settings, "steps": TRIAL_STEPS, "warmup_steps": TRIAL_STEPS // 10, "eval_pairs": 2 * settings["eval_batch_size"]}
 
 
 def adjacent_span_pairs(texts: list[str], count: int, words: int, seed: int) -> list[dict]:
@@ -131,6 +139,7 @@ def run_hfgen(settings: dict, train_path: str, output_dir: str) -> tuple[dict, o
     from sentence_transformers import SentenceTransformer
 
     import hfgen.models  # noqa: F401  (registers hfgen-sentence-encoder for SentenceTransformer loading)
+    from hfgen.benchmarks.precision import precision_used
     from hfgen.config import load_recipe
     from hfgen.train import run
 
@@ -151,7 +160,7 @@ def run_hfgen(settings: dict, train_path: str, output_dir: str) -> tuple[dict, o
     if results["steps"] != settings["steps"]:
         raise RuntimeError(f"hfgen trained {results['steps']} steps, the benchmark asked for {settings['steps']}")
     result = {"pairs_per_s": results["train_examples_per_s"], "train_seconds": results["train_seconds"],
-              "truncated_texts": results.get("train_truncated")}
+              "truncated_texts": results.get("train_truncated"), **precision_used(results)}
     return result, SentenceTransformer(str(out), device="cpu")
 
 
@@ -211,7 +220,7 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
     folder = Path(settings_path).parent
     torch.set_num_threads(settings["cpu_threads"])
     with tempfile.TemporaryDirectory() as tmp:
-        contender = run_hfgen if name == "hfgen" else run_peer
+        contender = run_peer if name == "peer" else run_hfgen  # hfgen, hfgen_other_precision
         result, model = contender(settings, str(folder / "train.jsonl"), str(Path(tmp) / "out"))
         torch.set_num_threads(settings["cpu_threads"])  # the same for both encodings, whatever training set
         result.update(pair_retrieval(model, read_pairs(folder / "test.jsonl"), settings))
@@ -219,18 +228,22 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Run both contenders in their own processes, one after the other (``threads`` torch threads each:
-    default, every core); returns the comparison."""
+    """Measure the peer's precision trial, then run every contender in its own process, one after the other
+    (``threads`` torch threads each: default, every core); returns the comparison."""
     import sentence_transformers
     import torch
     import transformers
 
-    from hfgen.benchmarks import comparison, run_contenders
+    from hfgen.benchmarks import comparison, peer_precision_in_processes, run_contenders
+    from hfgen.benchmarks.precision import hfgen_arms
 
     settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
+        trial = trial_settings(settings)
+        peer_precision = peer_precision_in_processes(__name__, "peer", trial, Path(tmp), "pairs_per_s", trial=f"{TRIAL_STEPS} steps",
+                                                     prepare=lambda folder: write_pairs(trial, folder))
         write_pairs(settings, Path(tmp))
-        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp), {**hfgen_arms(), "peer": peer_precision})
     hfgen, peer = results["hfgen"], results["peer"]
     return comparison(
         "contrastive",
@@ -240,8 +253,10 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
          "quality": "held-out pair recall@1: each test anchor retrieves its own positive among all test positives"},
         hfgen=hfgen,
         peer={"name": PEER_NAME, **peer},
+        hfgen_other_precision=results["hfgen_other_precision"],
         throughput_key="pairs_per_s",
         quality_key="pair_recall@1",
+        threads=settings["cpu_threads"],
         quality_delta={"pair_recall@1_points": 100 * (hfgen["pair_recall@1"] - peer["pair_recall@1"]),
                        "pair_mrr": hfgen["pair_mrr"] - peer["pair_mrr"]},
     )

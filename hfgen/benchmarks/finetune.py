@@ -1,20 +1,23 @@
 """`finetune` workload: hfgen's `method: classifier` against transformers' `Trainer`.
 
-All three contenders fine-tune the same pretrained MiniLM (`model.pretrained: minilm`) on the same
-rotten_tomatoes_critics training rows for one epoch, batch 32, bf16 autocast, with the same learning
-rate, warm-up, weight decay, clipping and seed, and are scored on the same test rows:
+All contenders fine-tune the same pretrained MiniLM (`model.pretrained: minilm`) on the same
+rotten_tomatoes_critics training rows for one epoch, batch 32, with the same learning rate, warm-up,
+weight decay, clipping and seed, and are scored on the same test rows. Each trains at its best precision
+on the machine at hand (`hfgen.benchmarks.precision`): hfgen at `train.mixed_precision: auto`, every
+Trainer at the faster of fp32 and bf16 in a trial of `TRIAL_EXAMPLES` examples of ``trainer_tuned`` (the
+precision is the machine's matter, not the collator's, so one trial serves the three Trainer configurations):
 
 - ``hfgen``: the recipe ``recipes/finetune/minilm_rotten_tomatoes_critics.yaml`` (no validation split,
   so it trains on exactly the peers' rows): tokenised once, length-grouped batches, dynamic padding,
-  fused AdamW.
+  fused AdamW; ``hfgen_other_precision`` the same at the fixed precision `auto` did not pick.
 - ``trainer_default``: transformers' ``examples/pytorch/text-classification/run_classification.py``
   as it runs by default: every example padded to ``max_seq_length`` 128 (``pad_to_max_length``),
   ``default_data_collator``, Trainer defaults otherwise.
-- ``trainer_padding``: the Trainer with dynamic padding alone (``DataCollatorWithPadding``), bf16: the
+- ``trainer_padding``: the Trainer with dynamic padding alone (``DataCollatorWithPadding``): the
   configuration the issue measured as (b). Reported because transformers' ``group_by_length`` orders each
   mega-batch of 50 batches longest first instead of shuffling the batches, which cost accuracy here.
 - ``trainer_tuned``: what a savvy Trainer user configures: ``DataCollatorWithPadding`` (dynamic
-  padding), length-grouped sampling (``group_by_length`` / ``train_sampling_strategy``), bf16.
+  padding), length-grouped sampling (``group_by_length`` / ``train_sampling_strategy``).
 
 Each contender runs in its own fresh Python process (Accelerate keeps process-wide state, and no
 contender should inherit another's warm caches), one after the other. Throughput is training examples
@@ -35,7 +38,9 @@ from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune" / "minilm_rotten_tomatoes_critics.yaml"
 QUICK_TRAIN, QUICK_TEST = 2000, 500  # examples in --quick mode (a seeded slice of each split)
-CONTENDERS = ("hfgen", "trainer_tuned", "trainer_padding", "trainer_default")
+TRIAL_EXAMPLES, TRIAL_TEST = 960, 64  # the Trainer's precision trial: 30 steps at each precision
+TRAINERS = ("trainer_tuned", "trainer_padding", "trainer_default")
+CONTENDERS = ("hfgen", "hfgen_other_precision", *TRAINERS)
 
 
 def settings_for(quick: bool, threads: int | None = None) -> dict:
@@ -60,7 +65,6 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
         "epochs": 1,
         "batch_size": batch_size,
         "eval_batch_size": 128,
-        "precision": "bf16",
         "learning_rate": train.learning_rate,
         "weight_decay": train.weight_decay,
         "warmup_steps": warmup,
@@ -69,6 +73,11 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
         "seed": train.seed,
         "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
     }
+
+
+def trial_settings(settings: dict) -> dict:
+    """The settings of the Trainer's precision trial: the full run's, on `TRIAL_EXAMPLES` training rows."""
+    return {**settings, "train_examples": TRIAL_EXAMPLES, "test_examples": TRIAL_TEST}
 
 
 def benchmark_rows(settings: dict):
@@ -87,6 +96,7 @@ def benchmark_rows(settings: dict):
 
 
 def run_hfgen(settings: dict, output_dir: str) -> dict:
+    from hfgen.benchmarks.precision import precision_used
     from hfgen.config import load_recipe
     from hfgen.train import run
 
@@ -107,6 +117,7 @@ def run_hfgen(settings: dict, output_dir: str) -> dict:
         "train_seconds": results["train_seconds"],
         "accuracy": results["eval_accuracy"],
         "f1_macro": results["eval_f1_macro"],
+        **precision_used(results),
     }
 
 
@@ -191,7 +202,7 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
 
     settings = json.loads(Path(settings_path).read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        if name == "hfgen":
+        if name.startswith("hfgen"):  # hfgen, hfgen_other_precision
             result = run_hfgen(settings, str(Path(tmp) / "out"))
         else:
             result = run_trainer(settings, str(Path(tmp) / "out"), dynamic_padding=name != "trainer_default",
@@ -200,26 +211,31 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Run every contender in its own process, one after the other (``threads`` torch threads each:
-    default, every core); returns the comparison."""
+    """Measure the Trainer's precision trial, then run every contender in its own process, one after the other
+    (``threads`` torch threads each: default, every core); returns the comparison."""
     import torch
     import transformers
 
-    from hfgen.benchmarks import comparison, run_contenders
+    from hfgen.benchmarks import comparison, peer_precision_in_processes, run_contenders
+    from hfgen.benchmarks.precision import hfgen_arms
 
     settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
-    hfgen, tuned, padding, default = (results[name] for name in CONTENDERS)
+        trainer = peer_precision_in_processes(__name__, "trainer_tuned", trial_settings(settings), Path(tmp), "examples_per_s",
+                                              trial=f"{TRIAL_EXAMPLES} training examples of trainer_tuned")
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp), {**hfgen_arms(), **dict.fromkeys(TRAINERS, trainer)})
+    hfgen, other, tuned, padding, default = (results[name] for name in CONTENDERS)
     return comparison(
         "finetune",
         {**settings, "torch": torch.__version__, "transformers": transformers.__version__,
          "throughput": "training examples per second of the training loop (1 epoch)"},
         hfgen=hfgen,
-        peer={"name": "transformers Trainer, DataCollatorWithPadding + group_by_length + bf16 (trainer_tuned)", **tuned},
+        peer={"name": "transformers Trainer, DataCollatorWithPadding + group_by_length (trainer_tuned)", **tuned},
+        hfgen_other_precision=other,
         throughput_key="examples_per_s",
         quality_key="accuracy",
-        peer_padding={"name": "transformers Trainer, DataCollatorWithPadding + bf16, no length grouping (trainer_padding)", **padding},
+        threads=settings["cpu_threads"],
+        peer_padding={"name": "transformers Trainer, DataCollatorWithPadding, no length grouping (trainer_padding)", **padding},
         peer_default={"name": "transformers Trainer, run_classification.py defaults, pad to 128 (trainer_default)", **default},
         ratio_vs_padding=hfgen["examples_per_s"] / padding["examples_per_s"],
         ratio_vs_default=hfgen["examples_per_s"] / default["examples_per_s"],

@@ -5,7 +5,10 @@ decodes and transforms every image on access (PIL -> tensor -> normalise, as its
 Compose does; written here with PIL and torch since hfgen never installs torchvision), BCE on
 sigmoid outputs, and separate backward passes for the real and the fake batch. Both sides train
 the same networks (hfgen's DCGANGenerator/DCGANDiscriminator, same init and seed) on the same
-images for the same number of steps, batch size, precision and torch threads.
+images for the same number of steps, batch size and torch threads, each at its best precision on the
+machine at hand (`hfgen.benchmarks.precision`): hfgen at `train.mixed_precision: auto` (and, as
+``hfgen_other_precision``, at the fixed precision `auto` did not pick), the peer at the faster of fp32
+and bf16 autocast in a trial of `TRIAL_STEPS` steps.
 
 Each contender runs in its own fresh Python process, one after the other: hfgen's training sets
 process-wide state that a peer trained after it in the same process would inherit (glibc's allocator
@@ -15,8 +18,9 @@ process (``wall_s``: imports, data, training, save), its CPU seconds (``process_
 above them means it waited for a core on a shared machine) and its peak memory (``peak_memory``:
 `hfgen.benchmarks.memory.peak_memory_mb` at the end of that process, which trains only that contender;
 it includes the Python/torch baseline, the same for both) are reported too. Each process saves its
-generator; quality is then computed here by the same code for both: Inception FID, KID, precision and
-recall of 1,000 (quick: 250) samples against as many test images, with one extractor.
+generator; quality is then computed here by the same code for hfgen and the peer: Inception FID, KID and
+improved precision and recall (``sample_precision``, ``sample_recall``: ``precision`` is the number format)
+of 1,000 (quick: 250) samples against as many test images, with one extractor.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import torch
 
 MODEL = {"type": "hfgen-dcgan", "image_size": 28, "num_channels": 1, "latent_dim": 100, "generator_width": 64, "discriminator_width": 64}
 DATASET = "fashion_mnist"
-CONTENDERS = ("hfgen", "peer")
+CONTENDERS = ("hfgen", "hfgen_other_precision", "peer")
+SCORED = ("hfgen", "peer")  # the contenders whose generators are scored (hfgen_other_precision is there for its speed)
+TRIAL_STEPS = 40  # the peer's precision trial, at each precision
 PEER_NAME = "pytorch/examples dcgan/main.py loop"
 
 
@@ -52,7 +58,7 @@ def _peer_dataset(rows, image_column: str):
 
 
 def train_peer(config, rows, image_column: str, steps: int, batch_size: int, mixed_precision: str, seed: int) -> dict:
-    """The pytorch/examples DCGAN loop (with autocast added so both sides use the same precision)."""
+    """The pytorch/examples DCGAN loop (with bf16 autocast added, for ``mixed_precision`` "bf16")."""
     from hfgen.models import DCGANModel
 
     torch.manual_seed(seed)
@@ -101,11 +107,15 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
         "dataset": DATASET,
         "steps": steps,
         "batch_size": batch_size,
-        "precision": "bf16",
         "seed": 0,
         "num_samples": 250 if quick else 1000,  # generated images per model, and test images they are scored against
         "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
     }
+
+
+def trial_settings(settings: dict) -> dict:
+    """The settings of the peer's precision trial: the full run's, for `TRIAL_STEPS` steps."""
+    return {**settings, "steps": TRIAL_STEPS}
 
 
 def hfgen_recipe(settings: dict, output_dir: str):
@@ -128,13 +138,14 @@ def hfgen_recipe(settings: dict, output_dir: str):
 
 def run_hfgen(settings: dict, output_dir: str) -> dict:
     """Train hfgen's side; its output folder holds the trained model."""
+    from hfgen.benchmarks.precision import precision_used
     from hfgen.train import run as train
 
     out = train(hfgen_recipe(settings, output_dir))
     stats = json.loads((out / "eval_results.json").read_text())
     if stats["steps"] != settings["steps"]:
         raise RuntimeError(f"hfgen trained {stats['steps']} steps, the benchmark asked for {settings['steps']}")
-    return {"images_per_s": stats["train_images_per_s"], "train_seconds": stats["train_seconds"]}
+    return {"images_per_s": stats["train_images_per_s"], "train_seconds": stats["train_seconds"], **precision_used(stats)}
 
 
 def run_peer(settings: dict, output_dir: str) -> dict:
@@ -155,28 +166,33 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
     from hfgen.benchmarks import write_contender_result
 
     settings = json.loads(Path(settings_path).read_text())
-    contender = run_hfgen if name == "hfgen" else run_peer
+    contender = run_peer if name == "peer" else run_hfgen  # hfgen, hfgen_other_precision
     result = contender(settings, str(Path(settings_path).parent / name))
     write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Train each contender in its own process, one after the other, for the same budget (``threads`` torch
-    threads each: default, every core); then score both generators alike and compare."""
-    from hfgen.benchmarks import comparison, run_contenders
+    """Measure the peer's precision trial, then train each contender in its own process, one after the other, for
+    the same budget (``threads`` torch threads each: default, every core); then score hfgen's and the peer's
+    generators alike and compare."""
+    from hfgen.benchmarks import comparison, peer_precision_in_processes, run_contenders
+    from hfgen.benchmarks.precision import hfgen_arms
     from hfgen.metrics.features import InceptionFeatures, evaluate_generator
     from hfgen.models import DCGANModel
 
     settings = settings_for(quick, threads)
     num_samples = settings["num_samples"]
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
+        peer_precision = peer_precision_in_processes(__name__, "peer", trial_settings(settings), Path(tmp), "images_per_s",
+                                                     trial=f"{TRIAL_STEPS} steps")
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp), {**hfgen_arms(), "peer": peer_precision})
         torch.set_num_threads(settings["cpu_threads"])
         extractor = InceptionFeatures()
-        for name, result in results.items():
+        for name in SCORED:
             generator = DCGANModel.from_pretrained(Path(tmp) / name).eval()
             metrics = evaluate_generator(generator, extractor, settings["dataset"], "test", num_samples=num_samples, num_real=num_samples)
-            result.update({key: metrics[key] for key in ("fid", "kid", "precision", "recall")})
+            results[name].update(fid=metrics["fid"], kid=metrics["kid"],
+                                 sample_precision=metrics["precision"], sample_recall=metrics["recall"])
     hfgen, peer = results["hfgen"], results["peer"]
     return comparison(
         "gan",
@@ -186,9 +202,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
          "peak_memory": "peak of the fresh process that trained only that contender"},
         hfgen=hfgen,
         peer={"name": PEER_NAME, **peer},
+        hfgen_other_precision=results["hfgen_other_precision"],
         throughput_key="images_per_s",
         quality_key="fid",
         quality_higher_is_better=False,
+        threads=settings["cpu_threads"],
     )
 
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hfgen.benchmarks import machine
+
 ROOT = Path(__file__).resolve().parents[2]
 FINETUNE = ROOT / "recipes" / "finetune" / "image_encoder_fashion_mnist.yaml"
 PRETRAINED = {
@@ -112,6 +114,7 @@ def run(quick: bool = False) -> dict:
         table.append(f"| {budget} ({int(TRAIN_IMAGES * fraction):,}) | " + " | ".join(row) + " |")
     print("\n".join(table), flush=True)
     return {
+        "machine": machine(),  # the recipes' default threads
         "settings": {
             "finetune_recipe": str(FINETUNE.relative_to(ROOT)),
             "pretrained": {name: str(folder) for name, folder in folders.items()},

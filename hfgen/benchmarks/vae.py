@@ -3,10 +3,13 @@
 Both train the same encoder and decoder (hfgen's VAEEncoder/VAEDecoder modules, wrapped in
 pythae's BaseEncoder/BaseDecoder interfaces), the same Bernoulli likelihood (pythae's `bce`
 reconstruction loss sums over pixels like hfgen's), on the same Fashion-MNIST training images,
-for the same epochs, batch size, learning rate and torch threads, in float32 (pythae's mixed
-precision is CUDA-only). hfgen's default bf16 is measured too, as `hfgen_bf16`.
+for the same epochs, batch size, learning rate and torch threads, each at its best precision on the
+machine at hand (`hfgen.benchmarks.precision`): hfgen at `train.mixed_precision: auto` (and, as
+``hfgen_other_precision``, at the fixed precision `auto` did not pick), the peer at the faster of fp32
+and bf16 in a trial of one epoch of `TRIAL_IMAGES` images. pythae's own mixed precision (``amp``) is
+CUDA-only, so on CPU the peer's bf16 is its BaseTrainer with ``amp_context`` set to CPU bf16 autocast.
 
-Each contender (``hfgen``, ``hfgen_bf16``, ``peer``) runs in its own fresh Python process, one after the
+Each contender (``hfgen``, ``hfgen_other_precision``, ``peer``) runs in its own fresh Python process, one after the
 other: hfgen's training sets process-wide state that a contender trained after it in the same process
 would inherit (glibc's allocator settings from `train.reuse_cpu_memory`, Accelerate's state and precision,
 torch's thread count, warm caches), so the ratio would depend on the order. Reported per contender: seconds
@@ -30,8 +33,8 @@ import torch
 
 MODEL = {"type": "hfgen-vae", "image_size": 28, "num_channels": 1, "latent_dim": 16, "hidden_widths": [32, 64]}
 DATASET = "fashion_mnist"
-HFGEN_PRECISION = {"hfgen": "no", "hfgen_bf16": "bf16"}  # hfgen's contenders and their train.mixed_precision
-CONTENDERS = (*HFGEN_PRECISION, "peer")
+CONTENDERS = ("hfgen", "hfgen_other_precision", "peer")
+TRIAL_IMAGES = 5_000  # the peer's precision trial: one epoch of these, at each precision
 
 
 def _pythae_model(config):
@@ -62,8 +65,10 @@ def _pythae_model(config):
     return VAE(pythae_config, encoder=Encoder(), decoder=Decoder())
 
 
-def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int, learning_rate: float, seed: int, output_dir: str):
-    """pythae's BaseTrainer on the same images; returns (hfgen VAEModel holding its weights, seconds)."""
+def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int, learning_rate: float, seed: int, output_dir: str,
+               mixed_precision: str = "no"):
+    """pythae's BaseTrainer on the same images (``mixed_precision`` "bf16": under CPU bf16 autocast); returns
+    (hfgen VAEModel holding its weights, seconds)."""
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
@@ -79,6 +84,8 @@ def train_peer(config, train_pixels: torch.Tensor, epochs: int, batch_size: int,
             per_device_train_batch_size=batch_size, steps_saving=None, no_cuda=True, seed=seed,
         ),
     )
+    if mixed_precision == "bf16":  # where pythae's `amp` would put torch.autocast("cuda") (it turns `amp` off without CUDA)
+        trainer.amp_context = torch.autocast("cpu", dtype=torch.bfloat16)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -93,7 +100,7 @@ def test_elbo(model, test_pixels: torch.Tensor) -> float:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from hfgen.train.vae import evaluate_elbo
+    from hfgen.train.methods.vae import evaluate_elbo
 
     # Accelerate keeps one state per process, and `benchmark.py all` may have trained another workload in this one
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -128,7 +135,12 @@ def load_pixels(dataset: str, split: str, limit: int | None = None, seed: int = 
     return ImageDataset(rows, image_column="image", image_size=28, num_channels=1).pixels
 
 
-def hfgen_recipe(settings: dict, precision: str, output_dir: str):
+def trial_settings(settings: dict) -> dict:
+    """The settings of the peer's precision trial: the full run's, for one epoch of `TRIAL_IMAGES` images."""
+    return {**settings, "epochs": 1, "train_images": TRIAL_IMAGES}
+
+
+def hfgen_recipe(settings: dict, output_dir: str):
     """hfgen's side: `method: vae` on the benchmark's training images, no evaluation (scored by `test_elbo`)."""
     from hfgen.config import recipe_from_dict
 
@@ -138,20 +150,22 @@ def hfgen_recipe(settings: dict, precision: str, output_dir: str):
         "data": {"dataset": settings["dataset"], "max_train_samples": settings["train_images"], "eval_split": None},
         "train": {
             "output_dir": output_dir, "num_epochs": settings["epochs"], "batch_size": settings["batch_size"],
-            "learning_rate": settings["learning_rate"], "mixed_precision": precision, "seed": settings["seed"],
+            "learning_rate": settings["learning_rate"], "mixed_precision": settings["precision"], "seed": settings["seed"],
             "save_every": None, "sample_every": None, "log_every": 100, "report_to": "none",
             "cpu_threads": settings["cpu_threads"],
         },
     }, where="benchmark vae")
 
 
-def run_hfgen(settings: dict, precision: str, output_dir: str) -> dict:
-    """Train hfgen's side in ``precision``; its output folder holds the trained model."""
+def run_hfgen(settings: dict, output_dir: str) -> dict:
+    """Train hfgen's side; its output folder holds the trained model."""
+    from hfgen.benchmarks.precision import precision_used
     from hfgen.train import run as train
 
-    out = train(hfgen_recipe(settings, precision, output_dir))
+    out = train(hfgen_recipe(settings, output_dir))
     stats = json.loads((out / "eval_results.json").read_text())
-    return {"images_per_s": stats["train_images_per_s"], "seconds_per_epoch": stats["train_seconds"] / settings["epochs"]}
+    return {"images_per_s": stats["train_images_per_s"], "seconds_per_epoch": stats["train_seconds"] / settings["epochs"],
+            **precision_used(stats)}
 
 
 def run_peer(settings: dict, output_dir: str) -> dict:
@@ -163,7 +177,8 @@ def run_peer(settings: dict, output_dir: str) -> dict:
     config = VAEConfig(**{k: v for k, v in settings["model"].items() if k != "type"})
     epochs, seed = settings["epochs"], settings["seed"]
     with tempfile.TemporaryDirectory() as tmp:  # pythae's own output folder (its final save is part of train())
-        model, seconds = train_peer(config, pixels, epochs, settings["batch_size"], settings["learning_rate"], seed, tmp)
+        model, seconds = train_peer(config, pixels, epochs, settings["batch_size"], settings["learning_rate"], seed, tmp,
+                                    settings["precision"])
     model.save_pretrained(output_dir)
     return {"images_per_s": len(pixels) * epochs / seconds, "seconds_per_epoch": seconds / epochs}
 
@@ -174,22 +189,27 @@ def _contender_main(name: str, settings_path: str, result_path: str) -> None:
 
     settings = json.loads(Path(settings_path).read_text())
     output_dir = str(Path(settings_path).parent / name)
-    result = run_peer(settings, output_dir) if name == "peer" else run_hfgen(settings, HFGEN_PRECISION[name], output_dir)
+    contender = run_peer if name == "peer" else run_hfgen  # hfgen, hfgen_other_precision
+    result = contender(settings, output_dir)
     write_contender_result(result, result_path)
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Train each contender in its own process, one after the other, for the same epochs (``threads`` torch
-    threads each: default, every core); then score all alike by test ELBO and compare images/s."""
+    """Measure the peer's precision trial, then train each contender in its own process, one after the other, for
+    the same epochs (``threads`` torch threads each: default, every core); then score all alike by test ELBO and
+    compare images/s."""
     from importlib.metadata import version
 
-    from hfgen.benchmarks import comparison, run_contenders
+    from hfgen.benchmarks import comparison, peer_precision_in_processes, run_contenders
+    from hfgen.benchmarks.precision import hfgen_arms
     from hfgen.data import build_dataset
     from hfgen.models import VAEModel
 
     settings = settings_for(quick, threads)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp))
+        peer_precision = peer_precision_in_processes(__name__, "peer", trial_settings(settings), Path(tmp), "images_per_s",
+                                                     trial=f"1 epoch of {TRIAL_IMAGES:,} images")
+        results = run_contenders(__name__, CONTENDERS, settings, Path(tmp), {**hfgen_arms(), "peer": peer_precision})
         torch.set_num_threads(settings["cpu_threads"])
         test_pixels = load_pixels(settings["dataset"], "test")  # (N, 1, 28, 28) uint8: evaluate_elbo scales them, as in training
         for name, result in results.items():
@@ -198,15 +218,16 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     train_images = min(settings["train_images"] or available, available)
     return comparison(
         "vae",
-        {**settings, "train_images": train_images, "precision": "fp32 (hfgen, peer); bf16 autocast (hfgen_bf16)",
-         "torch": torch.__version__, "throughput": "training images per second of the training loop",
+        {**settings, "train_images": train_images, "torch": torch.__version__,
+         "throughput": "training images per second of the training loop",
          "quality": f"test ELBO per image (nats), {len(test_pixels):,} {settings['dataset']} test images",
          "peak_memory": "peak of the fresh process that trained only that contender"},
         hfgen=results["hfgen"],
         peer={"name": f"pythae {version('pythae')} VAE + BaseTrainer", **results["peer"]},
+        hfgen_other_precision=results["hfgen_other_precision"],
         throughput_key="images_per_s",
         quality_key="test_elbo",
-        hfgen_bf16=results["hfgen_bf16"],
+        threads=settings["cpu_threads"],
     )
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ import torch
 from hfgen.benchmarks.memory import peak_memory_mb
 
 
-def memory_probe(contender: str, quick: bool, threads: int | None) -> dict:
+def memory_probe(contender: str, precision: str, quick: bool, threads: int | None) -> dict:
     """``big`` holds 256 MiB of float32 (written, so its pages are resident); ``small`` nothing."""
     if contender == "big":
         held = torch.ones(256 * 2**20 // 4)  # (67,108,864,) float32
         held.add_(1.0)
-    return {**peak_memory_mb(), "quick": quick, "threads": threads}
+    return {**peak_memory_mb(), "precision": precision, "quick": quick, "threads": threads}
 

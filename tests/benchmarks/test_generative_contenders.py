@@ -21,7 +21,7 @@ def _restore_environment():
 
 
 def _run_peer(module, tmp_path, **sizes) -> dict:
-    settings = {**module.settings_for(quick=True, threads=1), **sizes}
+    settings = {**module.settings_for(quick=True, threads=1), "precision": "no", **sizes}  # the precision run_contenders gives it
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     module._contender_main("peer", str(tmp_path / "settings.json"), str(tmp_path / "peer.json"))
     result = json.loads((tmp_path / "peer.json").read_text())
@@ -46,7 +46,8 @@ def test_gan_peer_saves_the_dcgan_it_trained(tiny_fashion_mnist_dir, tmp_path):
     assert saved.generate(2, seed=0).shape == (2, 1, 28, 28)
 
 
-def test_vae_peer_saves_the_weights_pythae_trained_as_an_hfgen_vae(tiny_fashion_mnist_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["no", "bf16"])  # bf16: pythae's BaseTrainer under CPU autocast (its own amp is CUDA-only)
+def test_vae_peer_saves_the_weights_pythae_trained_as_an_hfgen_vae(tiny_fashion_mnist_dir, tmp_path, monkeypatch, precision):
     pytest.importorskip("pythae")
     from hfgen.benchmarks import vae
     from hfgen.models import VAEModel
@@ -58,7 +59,7 @@ def test_vae_peer_saves_the_weights_pythae_trained_as_an_hfgen_vae(tiny_fashion_
         return built[-1]
 
     monkeypatch.setattr(vae, "_pythae_model", keep_built)
-    settings = _run_peer(vae, tmp_path, batch_size=4, train_images=None)
+    settings = _run_peer(vae, tmp_path, batch_size=4, train_images=None, precision=precision)
     saved = VAEModel.from_pretrained(tmp_path / "peer")
     (trained,) = built  # the pythae model, after its BaseTrainer trained it in place
     for ours, theirs in ((saved.encoder, trained.encoder.net), (saved.decoder, trained.decoder.net)):

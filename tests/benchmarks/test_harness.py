@@ -7,10 +7,12 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from hfgen import benchmarks
 from hfgen.benchmarks.memory import measure_peak_memory
 from hfgen.cli import benchmark_main
+from hfgen.train.hardware import cpu_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,9 +21,9 @@ def _workload(name, hfgen_speed, peer_speed, quality=(0.8, 0.7), higher=True):
     def run(quick=False, threads=None):
         return {
             "workload": name, "settings": {"quick": quick, "threads": threads},
-            "hfgen": {"items_per_s": hfgen_speed, "score": quality[0], "peak_memory": {"peak_rss_mb": 900.0}},
-            "peer": {"name": "peer", "items_per_s": peer_speed, "score": quality[1], "peak_memory": {"peak_rss_mb": 1500.0}},
-            "ratio": hfgen_speed / peer_speed,
+            "hfgen": {"items_per_s": hfgen_speed, "score": quality[0], "peak_memory": {"peak_rss_mb": 900.0}, "precision": "bf16"},
+            "peer": {"name": "peer", "items_per_s": peer_speed, "score": quality[1], "peak_memory": {"peak_rss_mb": 1500.0}, "precision": "no"},
+            "ratio": hfgen_speed / peer_speed, "auto_vs_best_fixed": 0.95,
             "throughput_key": "items_per_s", "quality_key": "score", "quality_higher_is_better": higher,
         }
 
@@ -51,19 +53,29 @@ def test_all_reports_the_failure_runs_the_rest_and_judges_targets(fake_workloads
     assert exit_info.value.code not in (0, None) and "broken" in str(exit_info.value.code)
 
     results = json.loads(path.read_text())
-    assert list(results) == ["fast", "broken", "slow"]  # TARGETS' order, the broken one did not stop the next
+    assert list(results) == ["machine", "fast", "broken", "slow"]  # TARGETS' order, the broken one did not stop the next
     assert results["fast"]["ratio"] == 3.0 and results["fast"]["target_met"] is True
     assert results["slow"]["ratio"] == 1.5 and results["slow"]["target_met"] is False
     assert results["fast"]["settings"] == {"quick": True, "threads": 1}
     assert results["broken"]["error"].startswith("RuntimeError: peer not installed") and results["broken"]["target_met"] is False
 
-    table = capsys.readouterr().out.strip().splitlines()[-5:]
+    lines = capsys.readouterr().out.strip().splitlines()
+    machine_line, table = lines[-7], lines[-5:]  # the machine, a blank line, then the table
+    assert machine_line == f"Machine: {cpu_facts().describe()}; torch {torch.__version__}; torch threads per contender: 1"
     assert table[0].startswith("| workload |")
     fast, broken, slow = table[2:]
-    assert "| 300 items_per_s | 100 items_per_s | 3.00x | >= 1.5x | yes |" in fast
-    assert "score: 0.8 / 0.7 (higher is better)" in fast and "900 MB RSS / 1,500 MB RSS" in fast
+    assert "| 300 items_per_s (bf16) | 100 items_per_s (fp32) | 3.00x | >= 1.5x | yes |" in fast
+    assert "score: 0.8 / 0.7 (higher is better)" in fast and "900 MB RSS / 1,500 MB RSS | 0.95 |" in fast
     assert "| 1.50x | >= 2.0x | no |" in slow and "(lower is better)" in slow
     assert "FAILED: RuntimeError: peer not installed |" in broken
+
+
+def test_all_records_the_machine_it_ran_on(fake_workloads, tmp_path):
+    results = benchmarks.run_all(quick=True, threads=3, json_path=str(tmp_path / "bench.json"))
+    machine = json.loads((tmp_path / "bench.json").read_text())["machine"]
+    assert machine == results["machine"] == {**cpu_facts().as_dict(), "cpu": cpu_facts().describe(), "torch": torch.__version__, "threads": 3}
+    assert set(machine) >= {"model", "native_bf16", "bf16_flags", "cores"} and isinstance(machine["native_bf16"], bool)
+    assert benchmarks.failed(results) == ["broken"]  # the machine entry is not a workload
 
 
 def test_all_exits_zero_when_every_workload_finishes(fake_workloads, monkeypatch, capsys):
@@ -73,22 +85,31 @@ def test_all_exits_zero_when_every_workload_finishes(fake_workloads, monkeypatch
 
 
 def test_peak_memory_of_a_probe_in_a_fresh_process(monkeypatch):
-    import torch
-
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     parent = torch.ones(768 * 2**20 // 4)  # a benchmark that has grown: its children must not report its peak
-    big = measure_peak_memory("tests.benchmarks.probe_module", "big", quick=True, threads=1)
-    small = measure_peak_memory("tests.benchmarks.probe_module", "small")
+    big = measure_peak_memory("tests.benchmarks.probe_module", "big", "bf16", quick=True, threads=1)
+    small = measure_peak_memory("tests.benchmarks.probe_module", "small", "no")
     del parent
     assert big["quick"] is True and big["threads"] == 1 and small["threads"] is None
+    assert big["precision"] == "bf16" and small["precision"] == "no"
     assert big["peak_rss_mb"] - small["peak_rss_mb"] >= 200
 
 
 def test_contenders_run_one_after_the_other_in_fresh_processes(monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    results = benchmarks.run_contenders("tests.benchmarks.fake_contender", ["hfgen", "peer"], {"steps": 3}, tmp_path)
+    precisions = {"hfgen": {"mixed_precision": "auto", "precision": "bf16", "precision_reason": "auto: native bf16"},
+                  "peer": {"precision": "no", "precision_trial": {"no": 2.0, "bf16": 1.0}, "precision_reason": "measured"}}
+    results = benchmarks.run_contenders("tests.benchmarks.fake_contender", ["hfgen", "peer"], {"steps": 3}, tmp_path, precisions)
     assert list(results) == ["hfgen", "peer"]
     assert results["peer"]["contender"] == "peer" and results["peer"]["steps"] == 3 and results["peer"]["wall_s"] > 0
+    # each process was told its own precision (hfgen: its train.mixed_precision), and its result records the entry
+    assert json.loads((tmp_path / "hfgen.settings.json").read_text())["precision"] == "auto"
+    assert json.loads((tmp_path / "peer.settings.json").read_text())["precision"] == "no"
+    assert results["hfgen"]["precision"] == "bf16" and results["hfgen"]["mixed_precision"] == "auto"
+    assert results["peer"]["precision"] == "no" and results["peer"]["precision_trial"] == {"no": 2.0, "bf16": 1.0}
+    # what a run reports it used wins over the precision expected for it
+    used = benchmarks.run_contenders("tests.benchmarks.fake_contender", ["hfgen"], {"used": "no"}, tmp_path, precisions)
+    assert used["hfgen"]["precision"] == "no" and used["hfgen"]["mixed_precision"] == "auto"
     with pytest.raises(RuntimeError, match="benchmark contender crash failed:\n.*crashed on purpose"):
-        benchmarks.run_contenders("tests.benchmarks.fake_contender", ["crash"], {}, tmp_path)
+        benchmarks.run_contenders("tests.benchmarks.fake_contender", ["crash"], {}, tmp_path, {"crash": {"precision": "no"}})

@@ -20,7 +20,7 @@ from hfgen.data import DatasetError
 from hfgen.models import SentenceEncoderModel
 from hfgen.train import run
 from hfgen.train.methods.tokenizer import train_wordpiece_tokenizer
-from tests.train.helpers import read_metrics
+from tests.train.helpers import assert_same_weights, kill_after_checkpoint, read_metrics, restore_checkpointing
 from tests.train.text_corpus import TOPICS, sentences
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +184,15 @@ def test_two_processes_train_like_one_process_with_the_concatenated_batch(contra
     assert result.returncode == 0, result.stderr[-4000:]
     c = load_file(tmp_path / "local" / "model.safetensors")
     assert any(not torch.allclose(c[key], a[key], rtol=1e-4, atol=2e-5) for key in compared)
+
+
+def test_killed_run_resumes_exactly(contrastive_recipe, tmp_path, monkeypatch):
+    """SimCSE's two dropout masks per text come from the global RNG, checkpointed per process."""
+    common = ("train.max_steps=8", "train.save_every=3", "contrastive.retrieval_dataset=null")
+    reference = run(load_recipe(contrastive_recipe(*common, f"train.output_dir={tmp_path / 'ref'}", name="ref.yaml")))
+    recipe = contrastive_recipe(*common)
+    kill_after_checkpoint(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        run(load_recipe(recipe))
+    restore_checkpointing(monkeypatch)
+    assert_same_weights(run(load_recipe(recipe)), reference)

@@ -13,6 +13,8 @@ from transformers import pipeline
 from hfgen.config import load_recipe
 from hfgen.train import run
 
+from .helpers import assert_same_weights, kill_after_checkpoint, restore_checkpointing
+
 ENCODER = {"type": "hfgen-image-encoder", "hidden_sizes": [8, 16], "depths": [1, 1]}
 CLASSIFY = ("data.label_column=label", "classifier.validation_size=0.25", "train.max_steps=12", "train.eval_every=6",
             "train.save_every=6", "train.learning_rate=3e-3")
@@ -80,3 +82,16 @@ def test_low_label_benchmark_tabulates_every_init_and_budget(monkeypatch, tmp_pa
     assert calls[0][1] is None and calls[2][1] == tmp_path / "simclr" and calls[4][1:] == (tmp_path / "simclr", "1%", True)
     assert results["table"][0] == "| labels | random init | autoencoder | simclr | autoencoder, frozen | simclr, frozen |"
     assert results["table"][2].startswith("| 1% (600) | 0.5100 | 0.5200 | 0.5300 | 0.5400 | 0.5500 |")
+
+
+def test_killed_run_resumes_exactly_with_crops_and_flips(write_recipe, tmp_path, monkeypatch):
+    augment = ("classifier.image_crop_scale=[0.6, 1.0]", "data.random_flip=true", "train.save_every=4")
+    reference = run(load_recipe(write_recipe("classifier", *CLASSIFY, *augment, f"train.output_dir={tmp_path / 'ref'}", name="ref.yaml", model=ENCODER)))
+    recipe = write_recipe("classifier", *CLASSIFY, *augment, model=ENCODER)
+    kill_after_checkpoint(monkeypatch, 8)  # mid-epoch (36 training images, 8 per batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(load_recipe(recipe))
+    restore_checkpointing(monkeypatch)
+    out = run(load_recipe(recipe))  # resume: auto: same crops, flips, data order and best-model selection
+    assert_same_weights(out, reference)
+    assert json.loads((out / "eval_results.json").read_text())["best_step"] == json.loads((reference / "eval_results.json").read_text())["best_step"]

@@ -15,10 +15,10 @@ from transformers import AutoModelForMaskedImageModeling
 
 from ...config import Recipe
 from ...data import random_horizontal_flip, save_image_grid, to_float
-from ...metrics.probe import evaluate_probe
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
-from ..image_splits import image_processor_files, load_image_splits, probe_loaders
+from ..encoder_probe import EncoderProbe
+from ..image_splits import image_processor_files, load_image_splits
 from ..models import build_model
 from ..optim import backward_and_step, build_optimizer
 
@@ -47,9 +47,7 @@ class Autoencoder:
         if splits.eval is not None:
             self.eval_loader = run.prepare_eval_loader(build_dataloader(splits.eval, self.eval_batch, seed=train.seed, shuffle=False, drop_last=False))
             self.reference = to_float(splits.eval.pixels[: options.num_sample_images])  # (n, C, H, W) in [0, 1]
-        self.probes = probe_loaders(run.accelerator, splits, options.probe, self.eval_batch, train.seed)
-        if self.probes is None:
-            logger.info("No linear probe / kNN: they need data.label_column and data.eval_split.")
+        self.probe = EncoderProbe(run.accelerator, splits, options.probe, self.eval_batch, train.seed)
         optimizer = build_optimizer(model.parameters(), train)
         _, (self.model,), (self.optimizer,) = run.prepare(loader, [model], [optimizer])
         self.unwrapped = run.accelerator.unwrap_model(self.model)
@@ -65,14 +63,10 @@ class Autoencoder:
         return Step(losses={"loss": out.loss}, count=pixel_values.shape[0], extras=extras)
 
     def evaluate(self, final: bool = False) -> dict:
-        accelerator, results = self.run.accelerator, {}
+        results = {}
         if self.eval_loader is not None:
-            results.update(evaluate_reconstruction(accelerator, self.model, self.eval_loader))
-        loaders = probe_loaders(accelerator, self.splits, self.options.probe, self.eval_batch, self.run.train.seed, final=True) if final else self.probes
-        if loaders is not None:
-            with _frozen(self.model):
-                probe = evaluate_probe(accelerator, lambda x: self.unwrapped.image_encoder(x).pooler_output, *loaders, self.options.probe)
-            results.update({f"eval_{k}" if k.endswith("accuracy") else k: v for k, v in probe.items()})
+            results.update(evaluate_reconstruction(self.run.accelerator, self.model, self.eval_loader))
+        results.update(self.probe.evaluate(self.model, lambda x: self.unwrapped.image_encoder(x).pooler_output, final))
         return results
 
     def write_samples(self, path) -> None:
@@ -88,8 +82,6 @@ class Autoencoder:
     def finish(self, results: dict) -> Final:
         results.update(self.evaluate(final=True))
         results["unreadable_images_skipped"] = self.splits.unreadable_skipped
-        if "eval_linear_probe_accuracy" in results:
-            logger.info("linear probe accuracy %.4f, kNN accuracy %.4f", results["eval_linear_probe_accuracy"], results["eval_knn_accuracy"])
         return Final(model=self.model, files=image_processor_files(self.config), card_family="image_autoencoder",
                      pipeline_tag="image-feature-extraction")
 

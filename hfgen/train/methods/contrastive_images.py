@@ -20,11 +20,11 @@ from ...config import Recipe
 from ...data import save_image_grid, to_float
 from ...data.augment import simclr_views
 from ...losses.nt_xent import nt_xent_loss
-from ...metrics.probe import evaluate_probe
 from ...models.image_encoder import ImageEncoderForContrastiveLearning
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
-from ..image_splits import image_processor_files, load_image_splits, probe_loaders
+from ..encoder_probe import EncoderProbe
+from ..image_splits import image_processor_files, load_image_splits
 from ..models import build_model
 from ..optim import backward_and_step, build_optimizer
 
@@ -51,9 +51,7 @@ class SimCLR:
         self.splits = splits = load_image_splits(recipe, config.image_size, config.num_channels)
         loader = build_dataloader(splits.train, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
         self.eval_batch = train.eval_batch_size or train.batch_size
-        self.probes = probe_loaders(run.accelerator, splits, options.probe, self.eval_batch, train.seed)
-        if self.probes is None:
-            logger.info("No linear probe / kNN: they need data.label_column and data.eval_split.")
+        self.probe = EncoderProbe(run.accelerator, splits, options.probe, self.eval_batch, train.seed)
         optimizer = build_optimizer(model.parameters(), train)
         _, (self.model,), (self.optimizer,) = run.prepare(loader, [model], [optimizer])
         self.unwrapped = run.accelerator.unwrap_model(self.model)
@@ -71,21 +69,11 @@ class SimCLR:
         return Step(losses={"loss": loss}, count=images.shape[0], extras={"positive_top1": _positive_top1(embeddings.detach())})
 
     def evaluate(self, final: bool = False) -> dict:
-        accelerator = self.run.accelerator
-        loaders = probe_loaders(accelerator, self.splits, self.options.probe, self.eval_batch, self.run.train.seed, final=True) if final else self.probes
-        if loaders is None:
-            return {}
-        was_training = self.model.training
-        self.model.eval()
-        results = evaluate_probe(accelerator, lambda x: self.unwrapped.image_encoder(x).pooler_output, *loaders, self.options.probe)
-        self.model.train(was_training)
-        return {f"eval_{k}" if k.endswith("accuracy") else k: v for k, v in results.items()}
+        return self.probe.evaluate(self.model, lambda x: self.unwrapped.image_encoder(x).pooler_output, final)
 
     def finish(self, results: dict) -> Final:
         results.update(self.evaluate(final=True))
         results["unreadable_images_skipped"] = self.splits.unreadable_skipped
-        if "eval_linear_probe_accuracy" in results:
-            logger.info("linear probe accuracy %.4f, kNN accuracy %.4f", results["eval_linear_probe_accuracy"], results["eval_knn_accuracy"])
         encoder = self.unwrapped.image_encoder  # the projection head is dropped here
         return Final(model=encoder, files=image_processor_files(self.config), card_family="image_encoder",
                      pipeline_tag="image-feature-extraction")
