@@ -90,10 +90,11 @@ def set_training_attention(model: torch.nn.Module, attn_implementation: str, fas
     same math) and sdpa elsewhere; ``fast_dropout`` on CPU swaps in `FastDropout` (with eager attention: ``hfgen_eager``,
     the same math with the cheaper masks). `method: classifier` and `method: contrastive` share this choice.
     """
-    attention = attn_implementation
-    if attention == "auto":
-        attention = "eager" if device_type == "cpu" else "sdpa"
+    from .hardware import speed_choices
+
+    choices = speed_choices(device_type)
+    attention = choices.attention if attn_implementation == "auto" else attn_implementation
     model.set_attn_implementation(attention)
-    if fast_dropout and device_type == "cpu":
+    if fast_dropout and choices.fast_dropout:
         use_fast_dropout(model, attention=attention == "eager")
     return attention

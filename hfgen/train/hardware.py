@@ -1,9 +1,11 @@
 """What the machine at hand can do, read once at run time, and the precision chosen from it.
 
-Speed depends on the chip, not on the code: on a CPU with native bf16 (AVX512-BF16 or AMX) bf16 autocast was
-measured ~1.7x faster than fp32 for hfgen's workloads, on one without it (emulated bf16) 2.35-2.9x *slower*.
+Speed depends on the chip, not on the code: bf16 autocast is faster than fp32 on a CPU with native bf16 (AVX512-BF16
+or AMX) and 2-3x *slower* on one without it, where it is emulated (both measured on project machines, README).
 So no recipe names a precision for "this CPU": `train.mixed_precision: auto` asks `resolve_mixed_precision`,
 which decides from the device, and the choice and its reason go into the log, `eval_results.json` and the card.
+The engine's other speed choices (attention kernel, dropout masks, fused AdamW, texts per forward) are made here
+too, by `speed_choices`; `scripts/benchmark.py speed_choices` re-measures each on and off on the machine at hand.
 
 (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` says True even where bf16 is emulated, so it is not used.)
 """
@@ -102,3 +104,32 @@ def resolve_mixed_precision(requested: str, device_type: str) -> tuple[str, str]
             return "bf16", f"auto: {facts.describe()}: bf16 autocast is faster than fp32 there"
         return "no", f"auto: {facts.describe()}: bf16 would be emulated (slower than fp32), so fp32"
     return "no", f"auto: fp32 on {device_type}"
+
+
+@dataclass(frozen=True)
+class SpeedChoices:
+    """How the engine's methods run fastest on a device type (the math is the same either way)."""
+
+    attention: str  # training attention kernel of transformers text encoders ("eager" or "sdpa")
+    fast_dropout: bool  # hfgen's cheaper dropout masks (hfgen.train.fast_dropout)
+    fused_adamw: bool | None  # torch's fused AdamW kernel (None: torch's default)
+    texts_per_forward: int | None  # contrastive: length-sorted chunks of this many texts per forward (None: one forward)
+
+
+def speed_choices(device_type: str) -> SpeedChoices:
+    """The speed choices for `device_type`. CPU figures (`scripts/benchmark.py speed_choices`, 2 threads, bf16 where
+    native), speed-up of each choice over its alternative:
+
+    | choice | Intel Xeon (Emerald Rapids, AMX-BF16), 2026-12-01 |
+    |---|---|
+    | eager attention over sdpa, MiniLM fine-tuning step | 1.19x |
+    | eager attention over sdpa, BERT 4x256 MLM step | 1.25x |
+    | fast dropout masks over torch's, MiniLM step | 1.19x |
+    | fused AdamW over the for-loop, MiniLM step | 1.29x |
+
+    On GPUs sdpa (flash/memory-efficient kernels) and torch's dropout are the fast ones; fused AdamW is kept.
+    """
+    if device_type == "cpu":
+        # texts per forward: ~1.18x faster MiniLM SimCSE steps on 20newsgroups spans (measured on the earlier AMD EPYC)
+        return SpeedChoices(attention="eager", fast_dropout=True, fused_adamw=True, texts_per_forward=32)
+    return SpeedChoices(attention="sdpa", fast_dropout=False, fused_adamw=True if device_type == "cuda" else None, texts_per_forward=None)

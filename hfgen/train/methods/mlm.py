@@ -32,6 +32,7 @@ from ...data.errors import DatasetError
 from ...data.text import PackedSequences, StreamedPackedSequences, TextStats
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
+from ..hardware import speed_choices
 from ..models import build_model
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
@@ -102,10 +103,9 @@ def prediction_head(model: nn.Module) -> nn.Module:
 
 
 def set_attention(model: nn.Module, choice: str, device: torch.device) -> str:
-    """Pick the attention kernel (the same math either way): `auto` takes eager attention on CPU, where torch's
-    SDPA (flash) backward is the slower one for BERT-length sequences (measured: 1.35 vs 1.6-1.9 s per step of
-    32 x 128 tokens for a 4 x 256 BERT in bf16), and SDPA elsewhere."""
-    kernel = ("eager" if device.type == "cpu" else "sdpa") if choice == "auto" else choice
+    """Pick the attention kernel (the same math either way): `auto` takes `hfgen.train.hardware.speed_choices`'
+    (eager on CPU, where torch's SDPA backward is the slower one for BERT-length sequences; SDPA elsewhere)."""
+    kernel = speed_choices(device.type).attention if choice == "auto" else choice
     model.set_attn_implementation(kernel)
     return kernel
 
@@ -223,9 +223,9 @@ class MaskedLM:
                 eval_sequences, train.eval_batch_size or train.batch_size, seed=train.seed, shuffle=False, drop_last=False
             ))
         objective = MaskedLMObjective(model, sparse=options.sparse_prediction)
-        # no decay on biases and norms (BERT); torch's fused AdamW is several times faster than its for-loop on CPU
+        # no decay on biases and norms (BERT)
         optimizer = build_optimizer(parameter_groups(model, train.learning_rate, train.weight_decay), train,
-                                    fused=run.device.type == "cpu" or None)
+                                    fused=speed_choices(run.device.type).fused_adamw)
         _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer])
 
     def before_training(self) -> dict:
