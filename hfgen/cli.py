@@ -7,38 +7,45 @@ import argparse
 import sys
 
 
-def pretrain_main(argv: list[str] | None = None) -> None:
-    """`accelerate launch scripts/pretrain.py --recipe RECIPE [key.sub=value ...]`"""
-    parser = argparse.ArgumentParser(description="Train a model from a recipe (pretraining methods).")
-    parser.add_argument("--recipe", required=True, help="path to a recipe YAML, e.g. recipes/pretrain/dcgan_fashion_mnist.yaml")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides such as train.batch_size=64 model.latent_dim=64")
+# Which script trains which methods: a recipe of the other kind is refused, naming the right script.
+SCRIPT_METHODS = {
+    "scripts/pretrain.py": ("gan", "vae", "tokenizer", "mlm", "contrastive", "autoencoder"),
+    "scripts/finetune.py": ("classifier",),
+}
+
+
+def _train_main(argv: list[str] | None, script: str, description: str, example: str) -> None:
+    """Parse `--recipe RECIPE [key.sub=value ...]`, load the recipe, check it is this script's kind, and run it;
+    every user error ends as one message and its exit code (hfgen.errors)."""
+    parser = argparse.ArgumentParser(prog=script, description=description)
+    parser.add_argument("--recipe", required=True, help=f"path to a recipe YAML, e.g. {example}")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides such as train.batch_size=64 train.max_steps=200")
     args = parser.parse_args(argv)
     from .config import RecipeError, load_recipe
+    from .errors import run_reporting_user_errors
     from .train import run
 
-    try:
+    def main():
         recipe = load_recipe(args.recipe, args.overrides)
-    except RecipeError as err:
-        parser.exit(2, f"error: {err}\n")
-    run(recipe)
+        if recipe.method not in SCRIPT_METHODS[script]:
+            right = next(name for name, methods in SCRIPT_METHODS.items() if recipe.method in methods)
+            raise RecipeError(f"{recipe.source}: method {recipe.method!r} is not trained by {script} "
+                              f"(it trains {', '.join(SCRIPT_METHODS[script])}); run {right} --recipe {args.recipe}")
+        return run(recipe)
 
+    run_reporting_user_errors(main, script)
+
+
+def pretrain_main(argv: list[str] | None = None) -> None:
+    """`accelerate launch scripts/pretrain.py --recipe RECIPE [key.sub=value ...]`"""
+    _train_main(argv, "scripts/pretrain.py", "Train a model from a recipe (pretraining methods).",
+                "recipes/pretrain/dcgan_fashion_mnist.yaml")
 
 
 def finetune_main(argv: list[str] | None = None) -> None:
     """`accelerate launch scripts/finetune.py --recipe RECIPE [key.sub=value ...]` (method classifier)."""
-    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model from a recipe (method: classifier).")
-    parser.add_argument("--recipe", required=True, help="path to a recipe YAML, e.g. recipes/finetune/minilm_rotten_tomatoes_critics.yaml")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides such as train.num_epochs=1 data.max_train_samples=2000")
-    args = parser.parse_args(argv)
-    from .config import RecipeError, load_recipe
-    from .data import DatasetError
-    from .train import run
-
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        run(recipe)
-    except (RecipeError, DatasetError) as err:  # a bad recipe or bad data: the message says what to fix
-        parser.exit(2, f"error: {err}\n")
+    _train_main(argv, "scripts/finetune.py", "Fine-tune a pretrained model from a recipe (method: classifier).",
+                "recipes/finetune/minilm_rotten_tomatoes_critics.yaml")
 
 
 def predict_main(argv: list[str] | None = None) -> None:

@@ -48,10 +48,12 @@ class DataSection:
     dataset: str  # catalog name (hfgen.data.catalog), local path, or Hub id
     train_split: str = "train"
     eval_split: str | None = "test"  # held-out split for evaluation; null to skip
+    eval_holdout: float = 0.1  # when the data has no eval_split: this fraction of train_split is held out as it (seeded)
     image_column: str = "image"
     label_column: str | None = None  # set for class-conditional generators and classifiers
     text_column: str = "text"
     text_pair_column: str | None = None
+    encoding: str = "utf-8"  # text encoding of local csv/tsv/json/jsonl/txt files (e.g. latin-1, cp1252)
     max_train_samples: int | None = None  # quick runs on a slice (first N after a seeded shuffle)
     max_eval_samples: int | None = None
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable image files: stop, or drop and count
@@ -241,7 +243,10 @@ class ClassifierSection:
     tokenizer: str | None = None  # folder, Hub id or alias (hfgen.pretrained); null: model.pretrained's
     label_names: list[str] | None = None  # class order (ids 0..n-1); null: a ClassLabel's names, else sorted training labels
     threshold: float = 0.5  # multi_label: a label is predicted when its sigmoid exceeds this
-    max_length: int = 128  # tokens per example (a pair: both texts together); longer ones are truncated and counted
+    # tokens per example (a pair: both texts together); longer ones are truncated. auto: the smallest length that
+    # covers max_length_quantile of the tokenised training texts, capped at the model's limit (and 512)
+    max_length: int | Literal["auto"] = 128
+    max_length_quantile: float = 0.95  # max_length auto: share of training examples that must fit uncut
     pad_to_max_length: bool = False  # pad every batch to max_length (slower: for fixed-shape hardware only)
     group_by_length: bool = True  # batches of similar lengths (less padding), batch order still shuffled per epoch
     cls_only_last_layer: bool = True  # BERT/RoBERTa heads read [CLS] only: run the last layer on it alone (same logits, ~15% faster)
@@ -306,6 +311,108 @@ class Recipe:
 
 
 # --------------------------------------------------------------------------------------------
+# Ranges: every number a recipe holds, checked at load (a test checks that no numeric field is left out)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric field (each element of a list field; `ordered`: a [low, high] pair)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself not allowed
+    high_open: bool = False
+    ordered: bool = False  # a list of two values, the first not above the second
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+POSITIVE = Range(low=0, low_open=True)  # > 0
+AT_LEAST_ONE = Range(low=1)
+NON_NEGATIVE = Range(low=0)
+PROBABILITY = Range(low=0, high=1)
+FRACTION = Range(low=0, high=1, low_open=True, high_open=True)  # strictly between 0 and 1
+ANY = Range()  # a number of any value (e.g. a seed)
+
+RANGES: dict[type, dict[str, Range]] = {
+    DataSection: {"max_train_samples": AT_LEAST_ONE, "max_eval_samples": AT_LEAST_ONE, "num_workers": NON_NEGATIVE,
+                  "eval_holdout": FRACTION},
+    TrainSection: {
+        "num_epochs": AT_LEAST_ONE, "max_steps": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "eval_batch_size": AT_LEAST_ONE,
+        "gradient_accumulation_steps": AT_LEAST_ONE, "learning_rate": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "adam_beta1": Range(low=0, high=1, high_open=True), "adam_beta2": Range(low=0, high=1, high_open=True),
+        "adam_epsilon": POSITIVE, "warmup_steps": NON_NEGATIVE, "max_grad_norm": POSITIVE, "seed": NON_NEGATIVE,
+        "save_every": AT_LEAST_ONE, "keep_last": NON_NEGATIVE, "log_every": AT_LEAST_ONE, "sample_every": AT_LEAST_ONE,
+        "eval_every": AT_LEAST_ONE, "num_processes": AT_LEAST_ONE, "cpu_threads": AT_LEAST_ONE,
+    },
+    FIDSection: {"num_samples": Range(low=2)},
+    GANSection: {"generator_learning_rate": POSITIVE, "discriminator_learning_rate": POSITIVE,
+                 "ema_decay": Range(low=0, high=1, low_open=True, high_open=True), "num_sample_images": AT_LEAST_ONE},
+    VAESection: {"kl_warmup_steps": NON_NEGATIVE, "num_sample_images": AT_LEAST_ONE},
+    TokenizerSection: {"vocab_size": AT_LEAST_ONE, "min_frequency": AT_LEAST_ONE, "limit_alphabet": AT_LEAST_ONE,
+                       "model_max_length": AT_LEAST_ONE, "max_documents": AT_LEAST_ONE},
+    MLMSection: {"max_length": Range(low=3), "mask_rate": FRACTION},
+    ImageAugmentSection: {
+        "crop_scale": Range(low=0, high=1, low_open=True, ordered=True), "crop_ratio": Range(low=0, low_open=True, ordered=True),
+        "flip_p": PROBABILITY, "jitter_p": PROBABILITY, "brightness": Range(low=0, high=1), "contrast": Range(low=0, high=1),
+        "grayscale_p": PROBABILITY, "blur_p": PROBABILITY, "blur_sigma": Range(low=0, low_open=True, ordered=True),
+        "noise_p": PROBABILITY, "noise_std": NON_NEGATIVE,
+    },
+    ProbeSection: {"train_samples": AT_LEAST_ONE, "final_train_samples": AT_LEAST_ONE, "eval_samples": AT_LEAST_ONE,
+                   "knn_k": AT_LEAST_ONE, "knn_temperature": POSITIVE, "weight_decay": NON_NEGATIVE, "max_iter": AT_LEAST_ONE},
+    ContrastiveSection: {"temperature": POSITIVE, "max_length": Range(low=2), "retrieval_max_samples": Range(low=2),
+                         "retrieval_max_length": Range(low=2), "retrieval_k": AT_LEAST_ONE},
+    ClassifierSection: {
+        "threshold": FRACTION, "max_length": Range(low=2), "max_length_quantile": Range(low=0, high=1, low_open=True), "validation_size": Range(low=0, high=1, high_open=True),
+        "early_stopping_patience": AT_LEAST_ONE, "early_stopping_threshold": NON_NEGATIVE, "class_weights": NON_NEGATIVE,
+        "layer_lr_decay": Range(low=0, high=1, low_open=True), "image_crop_scale": Range(low=0, high=1, low_open=True, ordered=True),
+    },
+    AutoencoderSection: {"num_sample_images": AT_LEAST_ONE},
+}
+
+
+def check_ranges(section: Any, where: str, prefix: str) -> None:
+    """Raise RecipeError for the first number of `section` (and its sub-sections) outside its `RANGES` entry."""
+    rules = RANGES.get(type(section), {})
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, where, key + ".")
+            continue
+        rule = rules.get(f.name)
+        if rule is None or value is None or isinstance(value, (str, bool)):
+            continue
+        values = value if isinstance(value, list) else [value]
+        if rule.ordered and len(values) != 2:
+            raise RecipeError(f"{where}: {key}: {value!r} must be a [low, high] pair")
+        for item in values:
+            if not rule.allows(item):
+                raise RecipeError(f"{where}: {key}: {value!r} is not allowed; it must be {rule.describe()}"
+                                  + (" for every value" if isinstance(value, list) else ""))
+        if rule.ordered and values[0] > values[1]:
+            raise RecipeError(f"{where}: {key}: {value!r}: the first value must not exceed the second")
+
+
+def _check_train_section(train: TrainSection, where: str) -> None:
+    """Rules that relate two fields of `train`."""
+    if train.max_steps is not None and train.warmup_steps > train.max_steps:
+        raise RecipeError(f"{where}: train.warmup_steps {train.warmup_steps} is longer than the whole run "
+                          f"(train.max_steps {train.max_steps}); it must be at most that")
+
+
+# --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
 
@@ -320,7 +427,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _safe_load_bounded(path.read_text(), str(path))
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from None
     if raw is None:
@@ -330,6 +437,36 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     for override in overrides or []:
         apply_override(raw, override, where=str(path))
     return recipe_from_dict(raw, where=str(path))
+
+
+MAX_EXPANDED_NODES = 100_000  # a real recipe has a few hundred; a YAML alias bomb has billions
+
+
+def _safe_load_bounded(text: str, where: str):
+    """`yaml.safe_load`, refusing a document whose aliases would expand beyond `MAX_EXPANDED_NODES` values (the
+    "billion laughs": a few hundred bytes of nested anchors that every later step would copy out in full)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def expanded(n) -> int:  # values the node stands for once every alias is copied out; linear in the graph
+            if id(n) not in sizes:
+                sizes[id(n)] = 1  # a cycle counts once (safe_load builds it as a recursive object)
+                if isinstance(n, yaml.SequenceNode):
+                    sizes[id(n)] = 1 + sum(expanded(child) for child in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    sizes[id(n)] = 1 + sum(expanded(k) + expanded(v) for k, v in n.value)
+            return sizes[id(n)]
+
+        if expanded(node) > MAX_EXPANDED_NODES:
+            raise RecipeError(f"{where}: its YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values; "
+                              "a recipe needs no more than a few hundred: write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def apply_override(raw: dict, override: str, where: str = "recipe") -> None:
@@ -380,6 +517,9 @@ def recipe_from_dict(raw: dict, where: str = "recipe") -> Recipe:
         raw["model"]["config"] = {k: v for k, v in model_raw.items() if k not in known}
     recipe = _build(Recipe, raw, where, prefix="")
     recipe.source = where
+    for name in ("data", "train", "hub", recipe.method):
+        check_ranges(getattr(recipe, name), where, f"{name}.")
+    _check_train_section(recipe.train, where)
     _check_model_section(recipe.model, where)
     _check_hub_section(recipe.hub, where)
     return recipe

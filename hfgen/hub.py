@@ -251,9 +251,10 @@ def push_checkpoint(checkpoint: str | Path, hub, output_dir: str | Path) -> None
         logger.warning("could not push %s to %s (branch %s): %s", Path(checkpoint).name, hub.repo_id, hub.checkpoint_branch, err)
 
 
-def download_latest_checkpoint(hub, output_dir: str | Path) -> Path | None:
-    """Fetch the newest checkpoint on `hub.checkpoint_branch` into `output_dir/checkpoints/` (moved into
-    place only once complete); None when the repo, the branch or its checkpoints do not exist."""
+def download_checkpoints(hub, output_dir: str | Path) -> Path | None:
+    """Fetch the checkpoints kept on `hub.checkpoint_branch` into `output_dir/checkpoints/` (each moved into place
+    only once complete), so a damaged newest one can fall back to the one before; returns the newest, or None when
+    the repo, the branch or its checkpoints do not exist."""
     import os
     import shutil
 
@@ -270,17 +271,18 @@ def download_latest_checkpoint(hub, output_dir: str | Path) -> Path | None:
     names = [n for n in names if CHECKPOINT_RE.match(n)]
     if not names:
         return None
-    newest = names[-1]  # zero-padded step numbers sort in order
-    staging = Path(output_dir) / ".tmp-hub-download"
-    shutil.rmtree(staging, ignore_errors=True)
-    snapshot_download(hub.repo_id, revision=hub.checkpoint_branch, allow_patterns=[f"checkpoints/{newest}/*"],
-                      local_dir=staging, endpoint=hub_endpoint())
-    target = checkpoints_dir(output_dir) / newest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging / "checkpoints" / newest, target)
-    shutil.rmtree(staging, ignore_errors=True)
-    logger.info("fetched %s from %s (branch %s)", newest, hub.repo_id, hub.checkpoint_branch)
+    target = None
+    for name in names:  # zero-padded step numbers sort in order: the newest is fetched last
+        staging = Path(output_dir) / ".tmp-hub-download"
+        shutil.rmtree(staging, ignore_errors=True)
+        snapshot_download(hub.repo_id, revision=hub.checkpoint_branch, allow_patterns=[f"checkpoints/{name}/*"],
+                          local_dir=staging, endpoint=hub_endpoint())
+        target = checkpoints_dir(output_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging / "checkpoints" / name, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        logger.info("fetched %s from %s (branch %s)", name, hub.repo_id, hub.checkpoint_branch)
     return target
 
 

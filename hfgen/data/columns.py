@@ -43,3 +43,44 @@ def select_split(dataset: datasets.DatasetDict | datasets.IterableDatasetDict, s
     if split not in dataset:
         raise DatasetError(f"{key}={split!r}: no such split in {ref}; splits present: {list(dataset)}")
     return dataset[split]
+
+
+def require_text_columns(split, columns: dict[str, str | None], ref: str = "the dataset", word_lists: bool = False) -> None:
+    """Fail unless every named column of `split` holds strings (or, with `word_lists`, lists of strings: token
+    tasks), naming the column and the type found, before any tokenizer sees it.
+
+    Raises:
+        DatasetError: e.g. "data.text_column='review' of reviews.parquet (split 'train') holds
+            struct {'title': string, 'body': string}, not text; ..."
+    """
+    features = getattr(split, "features", None)
+    if not features:
+        return  # a streamed dataset whose features are unknown until read
+    for key, column in columns.items():
+        if column is None or column not in features:
+            continue
+        feature = features[column]
+        if _is_string(feature) or (word_lists and _is_string(getattr(feature, "feature", None))):
+            continue
+        wanted = "text (strings)" + (", or lists of words" if word_lists else "")
+        raise DatasetError(
+            f"{key}={column!r} of {ref} (split {split.split or 'train'!r}) holds {_describe(feature)}, not {wanted}; "
+            f"point {key} at a text column (columns present: {list(features)})"
+        )
+
+
+def _is_string(feature) -> bool:
+    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+
+def _describe(feature) -> str:
+    if isinstance(feature, datasets.Value):
+        return f"values of type {feature.dtype}"
+    if isinstance(feature, dict):
+        return "structs {" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in feature.items()) + "}"
+    if isinstance(feature, datasets.ClassLabel):
+        return f"class labels {feature.names[:5]}"
+    inner = getattr(feature, "feature", None)
+    if inner is not None:
+        return f"lists of {_describe(inner)}"
+    return type(feature).__name__

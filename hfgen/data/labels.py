@@ -306,16 +306,17 @@ def _with_labels(splits: dict[str, datasets.Dataset], encoded: dict, feature) ->
 
 
 def split_off_validation(
-    train: datasets.Dataset, fraction: float, seed: int, stratify: bool
+    train: datasets.Dataset, fraction: float, seed: int, stratify: bool, label_column: str = "labels",
+    purpose: str = "validation", key: str = "classifier.validation_size",
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Hold out ``fraction`` of ``train`` as a validation split, seeded; stratified by the int
-    ``labels`` column when ``stratify`` (each class keeps its share, rounded; a class with one
-    example stays in training). Returns (train, validation)."""
+    """Hold out ``fraction`` of ``train`` as a `purpose` split (validation, test), seeded; stratified by the int
+    `label_column` when ``stratify`` (each class keeps its share, rounded; a class with one
+    example stays in training). Returns (train, held out)."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        raise ValueError(f"{key}: the held-out fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     if stratify:
-        labels = np.asarray(column_values(train, "labels"))
+        labels = np.asarray(column_values(train, label_column))
         held_out = []
         for label in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == label))
@@ -324,9 +325,10 @@ def split_off_validation(
     else:
         held_out = rng.permutation(len(train))[: int(round(fraction * len(train)))].tolist()
     if not held_out:
+        skip = "0 to skip model selection" if purpose == "validation" else "a larger fraction"
         raise DatasetError(
-            f"cannot hold out {fraction:.0%} of {len(train)} training examples for validation; add a validation "
-            "split, use more data, or set classifier.validation_size: 0 to skip model selection."
+            f"cannot hold out {fraction:.0%} of {len(train)} training examples for {purpose}; add a {purpose} "
+            f"split, use more data, or set {key}: {skip}."
         )
     held = set(held_out)
     kept = [i for i in range(len(train)) if i not in held]

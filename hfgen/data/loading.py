@@ -14,6 +14,7 @@ from .catalog import CATALOG, load_catalog_dataset
 from .columns import require_columns
 from .conll import is_conll, load_conll
 from .errors import DatasetError
+from .file_checks import check_text_file
 from .images import drop_unreadable_images
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def build_dataset(
     cache: bool = True,
     image_column: str | None = None,
     on_bad_image: str = "fail",
+    encoding: str = "utf-8",
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Load the dataset a recipe names, as splits.
 
@@ -64,12 +66,15 @@ def build_dataset(
             training (not for catalog sets, which hfgen built itself, nor for streamed Hub datasets).
         on_bad_image: "fail" raises when an image is unreadable; "skip" drops it (logged). Call
             `drop_unreadable_images` yourself to get the count.
+        encoding: the text encoding of local csv/tsv/json/jsonl/txt files (``data.encoding``); each file is
+            checked first (`hfgen.data.file_checks`), so an empty, header-only, undecodable or malformed file is
+            named with its cause.
 
     Raises:
         DatasetError: the reference cannot be resolved, a file cannot be read, or a column is missing.
     """
     dataset, check_images = _resolve(
-        ref, streaming=streaming, cache=cache, load_images_eagerly=image_column is not None
+        ref, streaming=streaming, cache=cache, load_images_eagerly=image_column is not None, encoding=encoding
     )
     if image_column is not None:
         require_columns(dataset, {"data.image_column": image_column}, ref)
@@ -83,13 +88,13 @@ def build_dataset(
 
 
 def _resolve(
-    ref: str, *, streaming: bool, cache: bool, load_images_eagerly: bool
+    ref: str, *, streaming: bool, cache: bool, load_images_eagerly: bool, encoding: str = "utf-8"
 ) -> tuple[datasets.DatasetDict | datasets.IterableDatasetDict, bool]:
     """The dataset ``ref`` names, and whether its images still need checking."""
     path = Path(ref).expanduser()
     if path.exists():
         # Local files load eagerly (Arrow conversion is cheap) whenever images must be checked first.
-        return _load_local(path, streaming=streaming and not load_images_eagerly), True
+        return _load_local(path, streaming=streaming and not load_images_eagerly, encoding=encoding), True
     if _looks_like_path(ref):
         raise DatasetError(f"Dataset path {str(path)!r} does not exist (resolved from {ref!r}, cwd {os.getcwd()}).")
     if ref in CATALOG:
@@ -114,7 +119,7 @@ def _looks_like_path(ref: str) -> bool:
     return bool(set(suffixes) & (set(TABULAR_FORMATS) | IMAGE_SUFFIXES | _COMPRESSION_SUFFIXES))
 
 
-def _load_local(path: Path, *, streaming: bool) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+def _load_local(path: Path, *, streaming: bool, encoding: str = "utf-8") -> datasets.DatasetDict | datasets.IterableDatasetDict:
     # Arrow conversions of local files live in hfgen's cache, beside the catalog sets.
     hf_cache = str(cache_dir() / "hf-datasets")
     try:
@@ -122,15 +127,20 @@ def _load_local(path: Path, *, streaming: bool) -> datasets.DatasetDict | datase
             return load_conll(path)
         if path.is_file():
             builder, kwargs = _tabular_format(path)
+            check_text_file(path, encoding)
             loaded = datasets.load_dataset(
-                builder, data_files={"train": str(path)}, streaming=streaming, cache_dir=hf_cache, **kwargs
+                builder, data_files={"train": str(path)}, streaming=streaming, cache_dir=hf_cache,
+                **_with_encoding(builder, kwargs, encoding),
             )
         elif any((path / marker).is_file() for marker in _SAVE_TO_DISK_MARKERS):
             loaded = datasets.load_from_disk(str(path))
         else:
             builder, kwargs = _folder_format(path)
+            if builder != "imagefolder":
+                for file in sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)):
+                    check_text_file(file, encoding)
             loaded = datasets.load_dataset(
-                builder, data_dir=str(path), streaming=streaming, cache_dir=hf_cache, **kwargs
+                builder, data_dir=str(path), streaming=streaming, cache_dir=hf_cache, **_with_encoding(builder, kwargs, encoding)
             )
     except DatasetError:
         raise
@@ -139,6 +149,11 @@ def _load_local(path: Path, *, streaming: bool) -> datasets.DatasetDict | datase
             f"Cannot load dataset from {path}: {' '.join(f'{type(err).__name__}: {err}'.split())}"
         ) from err
     return _as_dict(loaded)
+
+
+def _with_encoding(builder: str, kwargs: dict, encoding: str) -> dict:
+    """The builder's arguments plus the text encoding, for the builders that read text."""
+    return {**kwargs, "encoding": encoding} if builder in ("csv", "json", "text") else kwargs
 
 
 def _tabular_format(path: Path) -> tuple[str, dict]:

@@ -53,6 +53,33 @@ def drop_empty_texts(
     return split.select([i for i in range(len(split)) if i not in bad]), len(bad)
 
 
+def token_lengths(split: datasets.Dataset, tokenizer, *, text_column: str, text_pair_column: str | None = None,
+                  task: str = "single_label", batch_size: int = 1000) -> list[int]:
+    """Tokens per example (special tokens included, nothing cut), for `choose_max_length`."""
+    lengths: list[int] = []
+    for start in range(0, len(split), batch_size):
+        batch = split[start : start + batch_size]
+        pairs = batch[text_pair_column] if text_pair_column else None
+        encoded = tokenizer(batch[text_column], pairs, truncation=False, is_split_into_words=task == "token",
+                            return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        lengths.extend(len(ids) for ids in encoded["input_ids"])
+    return lengths
+
+
+def choose_max_length(lengths: Sequence[int], quantile: float, cap: int) -> tuple[int, float]:
+    """The smallest length that covers `quantile` of `lengths`, at most `cap`, rounded up to a multiple of 8 (kernel
+    friendly) within the cap; and the share of examples that length still cuts."""
+    import math
+
+    if not lengths:
+        return min(cap, 128), 0.0
+    ordered = sorted(lengths)
+    covering = ordered[min(len(ordered) - 1, max(0, math.ceil(quantile * len(ordered)) - 1))]
+    length = min(cap, max(8, -(-covering // 8) * 8))
+    cut = sum(1 for n in ordered if n > length) / len(ordered)
+    return length, cut
+
+
 def tokenize_for_classification(
     split: datasets.Dataset,
     tokenizer,

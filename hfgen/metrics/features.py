@@ -105,9 +105,11 @@ def reference_features(extractor, dataset: str, split: str, image_size: int, num
 
     count = "all" if num_images is None else str(num_images)
     safe = dataset.replace("/", "--")
-    path = cache_dir() / "fid" / f"{safe}-{split}-{extractor.key}-{image_size}px-{num_channels}ch-{count}.pt"
-    if path.is_file():
-        return torch.load(path)
+    path = cache_dir() / "fid" / f"{safe}-{split}-{extractor.key}-{image_size}px-{num_channels}ch-{count}.safetensors"
+    if path.is_file():  # safetensors: reading the cache can never run code
+        from safetensors.torch import load_file
+
+        return load_file(str(path))["features"]
     rows = select_split(build_dataset(dataset, image_column=image_column), split, "--split", ref=dataset)
     if num_images is not None:
         rows = rows.select(range(min(num_images, len(rows))))
@@ -117,7 +119,9 @@ def reference_features(extractor, dataset: str, split: str, image_size: int, num
     features = extract(extractor, pixels, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(features, tmp)
+    from safetensors.torch import save_file
+
+    save_file({"features": features.contiguous()}, str(tmp))
     os.replace(tmp, path)
     return features
 

@@ -106,18 +106,30 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
     elif train.resume == "auto":
         existing = list_checkpoints(out)
         if not existing and recipe.hub.push_checkpoints:  # a fresh machine: continue from the Hub branch
+            problem = None
             if accelerator.is_main_process:
-                from ..hub import download_latest_checkpoint
+                from ..hub import download_checkpoints
 
-                download_latest_checkpoint(recipe.hub, out)
-            accelerator.wait_for_everyone()
+                try:
+                    download_checkpoints(recipe.hub, out)
+                except Exception as err:  # noqa: BLE001 (every process must hear of it, or the others wait forever)
+                    problem = f"{type(err).__name__}: {err}"
+            if not _all_processes_agree(accelerator, problem is None):
+                raise OutputDirError(f"{recipe.source}: could not fetch the checkpoints of {recipe.hub.repo_id} "
+                                     f"(branch {recipe.hub.checkpoint_branch}): {problem or 'failed on the main process'}")
             existing = list_checkpoints(out)
         candidates = existing[::-1]
     accelerator.wait_for_everyone()
+    problem = None
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, out / "recipe.yaml")
-    accelerator.wait_for_everyone()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            save_recipe(recipe, out / "recipe.yaml")
+        except OSError as err:  # read-only, no space, a file in the way, no permission
+            problem = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+    if not _all_processes_agree(accelerator, problem is None):  # every process stops, none waits forever
+        raise OutputDirError(f"{recipe.source}: train.output_dir {str(out)!r} cannot be written: "
+                             f"{problem or 'the main process could not write it'}; choose another train.output_dir")
     return candidates
 
 
@@ -140,8 +152,10 @@ def _names(prefix: str, count: int) -> list[str]:
 
 
 def _recorded_hyperparameters(run) -> dict:
-    train = run.recipe.train
+    train, options = run.recipe.train, run.recipe.options
     values = {key: getattr(train, key) for key in OPTIMIZER_KEYS + POSITION_KEYS}
+    for key in [f for f in vars(options) if f.endswith("learning_rate")] if options is not None else []:
+        values[f"{run.recipe.method}.{key}"] = getattr(options, key)  # e.g. gan.generator_learning_rate
     values["num_processes"] = run.accelerator.num_processes
     return values
 
@@ -239,7 +253,18 @@ def resume_from_checkpoint(run, candidates: list[Path], stateful: dict) -> bool:
             raise CheckpointFileError(f"cannot resume: {message}; no older complete checkpoint to fall back to "
                                       "(train.resume: never starts afresh)")
         logger.warning("refusing checkpoint %s: %s; falling back to %s", path, message, older[0])
+        _set_aside(accelerator, path)
     return False
+
+
+def _set_aside(accelerator, path: Path) -> None:
+    """Rename a refused checkpoint of this run to `.refused-checkpoint-N`: no longer listed, so pruning keeps the
+    good ones and later resumes do not try it again; kept on disk for inspection."""
+    if accelerator.is_main_process and path.parent == checkpoints_dir(path.parent.parent) and CHECKPOINT_RE.match(path.name):
+        target = path.with_name(f".refused-{path.name}")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(path, target)
+    accelerator.wait_for_everyone()
 
 
 def _all_processes_agree(accelerator, ok: bool) -> bool:
@@ -268,6 +293,7 @@ def _read_checkpoint(run, path: Path, stateful: dict) -> dict:
             f"{path} was written by an older hfgen (Accelerate's pickled state); hfgen no longer unpickles checkpoints. "
             "Start afresh (train.resume: never) or resume with the hfgen version that wrote it"
         )
+    _check_hyperparameters(run, train_state.get("hyperparameters", {}), path)  # a mismatch is refused, not "damage"
     contents: dict = {"train_state": train_state, "models": [], "optimizers": [], "schedulers": [], "stateful": {}}
     for name in _names("model", len(run.models)):
         file = path / f"{name}.safetensors"
@@ -277,10 +303,19 @@ def _read_checkpoint(run, path: Path, stateful: dict) -> dict:
             raise CheckpointFileError(f"{file} is missing or damaged: {err}") from err
     contents["optimizers"] = [load_state(path, name) for name in _names("optimizer", len(run.optimizers))]
     contents["schedulers"] = [load_state(path, name) for name in _names("scheduler", len(run.schedulers))]
+    optional = {name: name for name in stateful}
     if getattr(accelerator, "scaler", None) is not None:
-        contents["scaler"] = load_state(path, "scaler")
-    contents["stateful"] = {name: load_state(path, name) for name in stateful}
-    contents["rng"] = load_state(path, f"random_states_{accelerator.process_index}")
+        optional["scaler"] = "scaler"
+    for name in optional:
+        if (path / f"{name}.json").is_file():
+            contents["stateful"][name] = load_state(path, name, device=accelerator.device)
+        else:  # e.g. gan.ema_decay switched on, or fp16 now and not then: that state starts afresh
+            logger.warning("checkpoint %s holds no %r state; it starts afresh", path.name, name)
+            contents["stateful"][name] = None
+    rng_name = f"random_states_{accelerator.process_index}"
+    contents["rng"] = load_state(path, rng_name)
+    if not isinstance(contents["rng"], dict) or not {"python", "numpy", "torch"} <= set(contents["rng"]):
+        raise CheckpointFileError(f"{path / (rng_name + '.json')} does not hold the random states hfgen writes")
     return contents
 
 
@@ -291,7 +326,6 @@ def _apply_checkpoint(run, path: Path, contents: dict, stateful: dict) -> None:
 
     accelerator = run.accelerator
     saved = contents["train_state"]
-    _check_hyperparameters(run, saved.get("hyperparameters", {}), path)
     for name, model in zip(_names("model", len(run.models)), run.models):
         load_model(accelerator.unwrap_model(model), str(path / f"{name}.safetensors"), strict=True, device=str(accelerator.device))
     for optimizer, state in zip(run.optimizers, contents["optimizers"]):
@@ -307,10 +341,11 @@ def _apply_checkpoint(run, path: Path, contents: dict, stateful: dict) -> None:
         for group, lr in zip(inner.optimizer.param_groups, lrs):
             group["lr"] = lr
         inner._last_lr = lrs
-    if "scaler" in contents:
-        accelerator.scaler.load_state_dict(contents["scaler"])
+    if contents["stateful"].get("scaler") is not None:
+        accelerator.scaler.load_state_dict(contents["stateful"]["scaler"])
     for name, obj in stateful.items():
-        obj.load_state_dict(contents["stateful"][name])
+        if contents["stateful"][name] is not None:
+            obj.load_state_dict(contents["stateful"][name])
     for _, load_hook in run.checkpoint_hooks:
         load_hook(path)
     run.state.load_state_dict(saved)
@@ -330,10 +365,11 @@ def _check_hyperparameters(run, saved: dict, path: Path) -> None:
                 f"position and random streams it continues depend on it. Set it back to {saved[key]!r}, or start a "
                 "new run (another train.output_dir, or train.resume: never)"
             )
-    for key in OPTIMIZER_KEYS:
+    for key in [k for k in current if k in OPTIMIZER_KEYS or "." in k]:
         if key in saved and saved[key] != current[key]:
-            logger.warning("train.%s is %r in the recipe but %r in %s: training continues with %r",
-                           key, current[key], saved[key], path.name, current[key])
+            name = key if "." in key else f"train.{key}"
+            logger.warning("%s is %r in the recipe but %r in %s: training continues with %r",
+                           name, current[key], saved[key], path.name, current[key])
 
 
 def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> None:

@@ -18,8 +18,8 @@ A method (`hfgen/train/methods/<method>.py`) says only what is its own:
 Optional hooks (plain attributes looked up with getattr, so a method writes only what it uses):
 `before_training()` (fresh runs only; e.g. the "before" figures), `after_optimizer_step()` (e.g. EMA),
 `write_samples(path)` (PNG grids, main process), `log_values()` (host-side figures to log),
-`should_stop` (early stopping), `after_final_save()`, and `stateful` (objects with state_dict/load_state_dict
-saved in every checkpoint as safetensors + JSON).
+`should_stop` (early stopping), `before_final_checkpoint()`, `after_final_save()`, and `stateful` (objects with
+state_dict/load_state_dict saved in every checkpoint as safetensors + JSON).
 """
 
 from __future__ import annotations
@@ -216,6 +216,9 @@ def train(recipe: Recipe, method) -> Path:
     train_seconds = time.perf_counter() - started - paused
     bar.close()
 
+    before_final = getattr(method, "before_final_checkpoint", None)
+    if before_final is not None:  # e.g. the classifier's last validation, so the final checkpoint holds its outcome
+        before_final()
     _checkpoint(run, method, stateful, unchecked)
     results.update({
         f"train_{method.unit}_per_s": counted / train_seconds if counted and train_seconds > 0 else None,

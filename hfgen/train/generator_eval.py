@@ -32,6 +32,15 @@ class GeneratorEvaluation:
                 f"{recipe.source}: {recipe.method}.fid.extractor_model: {options.extractor_model!r} does not exist; "
                 "train one first (e.g. recipes/finetune/image_encoder_fashion_mnist.yaml) or set it to null"
             )
+        if (options.extractor_model is not None or options.inception_at_end) and self.split:
+            from ..data import DatasetError, build_dataset
+
+            if self.split not in build_dataset(recipe.data.dataset):  # fail now, not after training
+                raise DatasetError(
+                    f"{recipe.source}: {recipe.method}.fid compares samples with data.eval_split={self.split!r}, which "
+                    f"{recipe.data.dataset} does not have; set data.eval_split to a split of real images, or turn the "
+                    f"FID off ({recipe.method}.fid.extractor_model: null, inception_at_end: false)"
+                )
         self.extractor = ModelFeatures(options.extractor_model, device) if options.extractor_model else None
         self.best_fid: float | None = None
         self.best_step: int | None = None

@@ -95,7 +95,7 @@ def resolve_mixed_precision(requested: str, device_type: str) -> tuple[str, str]
         return requested, f"train.mixed_precision: {requested} (set in the recipe)"
     if device_type == "cuda":
         name = torch.cuda.get_device_name()
-        if torch.cuda.is_bf16_supported():
+        if torch.cuda.is_bf16_supported(including_emulation=False):  # T4/V100 emulate it: fp16 is their fast path
             return "bf16", f"auto: {name} supports bf16"
         return "fp16", f"auto: {name} has no bf16, fp16 with loss scaling instead"
     if device_type == "cpu":

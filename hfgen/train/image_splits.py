@@ -34,6 +34,7 @@ from ..data import (
     select_split,
 )
 from ..data.catalog import CATALOG
+from ..data.holdout import hold_out_eval_split
 from ..data.images import open_image
 from .batches import build_dataloader
 
@@ -65,6 +66,7 @@ class ImageSplits:
     eval: ImageDataset | None
     unreadable_skipped: int
     label_names: list[str] | None = None  # class names of data.label_column (a ClassLabel column), else None
+    holdout: dict | None = None  # how the eval split was carved out of training (hfgen.data.holdout), if it was
 
 
 def image_model_config(recipe: Recipe):
@@ -91,6 +93,10 @@ def load_image_splits(recipe: Recipe, image_size: int, num_channels: int, eval_s
     label_column = data.label_column
     dataset = build_dataset(data.dataset)
     require_columns(dataset, {"data.image_column": data.image_column, "data.label_column": label_column}, ref=data.dataset)
+    holdout = None
+    if eval_split:
+        dataset, holdout = hold_out_eval_split(dataset, data.train_split, data.eval_split, data.eval_holdout,
+                                               recipe.train.seed, label_column, ref=data.dataset)
     splits = {name for name in (data.train_split, data.eval_split if eval_split else None) if name}
     dataset = datasets.DatasetDict({name: select_split(dataset, name, _split_key(recipe, name), ref=data.dataset) for name in splits})
     skipped = 0
@@ -107,7 +113,7 @@ def load_image_splits(recipe: Recipe, image_size: int, num_channels: int, eval_s
     train = images_of(data.train_split, data.max_train_samples)
     eval_images = images_of(data.eval_split, data.max_eval_samples) if data.eval_split and eval_split else None
     names = getattr(dataset[data.train_split].features[label_column], "names", None) if label_column else None
-    return ImageSplits(train=train, eval=eval_images, unreadable_skipped=skipped, label_names=names)
+    return ImageSplits(train=train, eval=eval_images, unreadable_skipped=skipped, label_names=names, holdout=holdout)
 
 
 def built_by_hfgen(ref: str) -> bool:

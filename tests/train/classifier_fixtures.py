@@ -138,7 +138,7 @@ def classifier_recipe(tmp_path, tiny_bert, task_data, hfgen_cache_tmp):
             "data": {"dataset": str(dataset or task_data[task]), **columns},
             "train": {
                 "output_dir": str(tmp_path / "out"), "num_epochs": 10, "batch_size": 8, "learning_rate": 3.0e-3,
-                "lr_scheduler": "linear", "warmup_steps": 5, "save_every": None, "log_every": 5, "cpu_threads": 1,
+                "lr_scheduler": "linear", "warmup_steps": 5, "save_every": None, "log_every": 5, "cpu_threads": 1, "mixed_precision": "no",
                 "report_to": "jsonl",
             },
             "classifier": {"task": kind, "max_length": 32},

@@ -14,7 +14,6 @@ from hfgen.config import load_recipe
 from hfgen.train import run
 from hfgen.train.checkpoint import CheckpointMismatch, list_checkpoints
 from hfgen.train.divergence import TrainingDiverged
-from hfgen.train.state_files import CheckpointFileError
 
 from hfgen.testing.pytest_plugin import hub_env, hub_repo_id, hub_server  # noqa: F401 (fixtures)
 
@@ -90,13 +89,13 @@ def test_checkpoint_fetched_from_the_hub_never_runs_code(hub_server, hub_env, hu
     assert not marker.exists()
     assert [m["step"] for m in read_metrics(out) if "d_loss" in m] == [5, 6]  # it did continue from step 4
 
-    # a planted file hfgen reads is refused by name (only the newest checkpoint is fetched: nothing to fall back to)
+    # a planted file hfgen reads is refused by name; every kept checkpoint was fetched, so the run falls back
     api.upload_file(path_or_fileobj=pickle.dumps(_Payload(marker)), path_in_repo="checkpoints/checkpoint-00000006/model.safetensors",
                     repo_id=repo, revision="checkpoints")
-    again = load_recipe(recipe, [f"train.output_dir={tmp_path / 'another-machine'}", "train.max_steps=8"])
-    with pytest.raises(CheckpointFileError, match=r"checkpoint-00000006/model.safetensors"):
-        run(again)
+    again = run(load_recipe(recipe, [f"train.output_dir={tmp_path / 'another-machine'}", "train.max_steps=8"]))
     assert not marker.exists()
+    assert [m["step"] for m in read_metrics(again) if "d_loss" in m][0] == 5  # from checkpoint 4: checkpoint 6 refused
+    assert (tmp_path / "another-machine" / "checkpoints" / ".refused-checkpoint-00000006").is_dir()
 
 
 @pytest.mark.parametrize("damaged", ["model.safetensors", "random_states_0.safetensors", "optimizer.json"])

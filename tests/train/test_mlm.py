@@ -155,3 +155,15 @@ def test_two_process_run_streams_trains_its_own_tokenizer_and_evaluates_every_se
     assert results["eval_scored_sequences"] == results["eval_sequences"] > 0
     assert results["steps"] == 4
     assert type(AutoModelForMaskedLM.from_pretrained(out)) is BertForMaskedLM
+
+
+def test_a_single_text_file_pretrains_with_a_carved_held_out_split(mlm_recipe, tmp_path):
+    """The README's example: MLM on one .txt file, which has no 'test' split: 10% of it is held out (seeded)."""
+    corpus = tmp_path / "my_corpus.txt"
+    write_corpus(corpus, 400)
+    out = run(mlm_recipe(f"data.dataset={corpus}", "train.max_steps=4", "train.save_every=null"))
+    results = json.loads((out / "eval_results.json").read_text())
+    holdout = results["eval_holdout"]
+    assert holdout["split"] == "test" and holdout["held_out_of"] == "train" and holdout["fraction"] == 0.1
+    rows = holdout["examples"] + holdout["train_examples_left"]
+    assert abs(holdout["examples"] - 0.1 * rows) <= 1 and results["eval_loss"] > 0

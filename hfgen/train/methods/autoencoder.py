@@ -82,6 +82,8 @@ class Autoencoder:
     def finish(self, results: dict) -> Final:
         results.update(self.evaluate(final=True))
         results["unreadable_images_skipped"] = self.splits.unreadable_skipped
+        if self.splits.holdout is not None:
+            results["eval_holdout"] = self.splits.holdout
         return Final(model=self.model, files=image_processor_files(self.config), card_family="image_autoencoder",
                      pipeline_tag="image-feature-extraction")
 

@@ -27,11 +27,15 @@ import torch
 
 from ...config import ClassifierSection, Recipe, RecipeError
 from ...data import build_dataset, require_columns, select_split
+from ...data.columns import require_text_columns
+from ...data.holdout import hold_out_labelled_split
 from ...data.labels import balanced_class_weights, class_counts, encode_labels, split_off_validation
 from ...data.text_classification import (
     IGNORE_INDEX,
     PaddingCollator,
     TokenizedTexts,
+    choose_max_length,
+    token_lengths,
     build_text_loader,
     drop_empty_texts,
     tokenize_for_classification,
@@ -75,6 +79,7 @@ class TextSplits:
     test: TokenizedTexts | None
     label_names: list[str] | None  # by class id; None for regression
     counts: dict  # rows dropped / truncated / mapped per split, for the log and eval_results.json
+    max_length: int | None = None  # tokens per example the splits were cut to (classifier.max_length, resolved)
 
 
 class Classifier:
@@ -98,9 +103,10 @@ class Classifier:
         self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
         names = self.names = splits.label_names
         model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names)
-        if options.max_length > getattr(model.config, "max_position_embeddings", options.max_length):
+        self.max_length = max_length = None if images else splits.max_length
+        if max_length is not None and max_length > getattr(model.config, "max_position_embeddings", max_length):
             raise RecipeError(
-                f"{recipe.source}: classifier.max_length {options.max_length} exceeds the model's "
+                f"{recipe.source}: classifier.max_length {max_length} exceeds the model's "
                 f"max_position_embeddings {model.config.max_position_embeddings}"
             )
         eval_batch_size = train.eval_batch_size or train.batch_size
@@ -114,7 +120,7 @@ class Classifier:
             set_training_attention(model, options.attn_implementation, options.fast_dropout, run.device.type)
             if options.cls_only_last_layer and options.task != "token":
                 enable_cls_only_last_layer(model)
-            pad_to = options.max_length if options.pad_to_max_length else None
+            pad_to = max_length if options.pad_to_max_length else None
             collator = PaddingCollator(tokenizer.pad_token_id, options.task, pad_to=pad_to)
             loader = build_text_loader(
                 splits.train, collator, train.batch_size, seed=train.seed, train=True,
@@ -172,11 +178,14 @@ class Classifier:
             )  # fmt: skip
         return {f"validation_{k}": v for k, v in metrics.items()}
 
+    def before_final_checkpoint(self) -> None:
+        run, selection = self.run, self.selection
+        if self.validation_loader is not None and self.last_validated != run.state.step and not selection.should_stop and run.state.step > 0:
+            run.accelerator.log(self.evaluate(), step=run.state.step)  # the final weights compete too
+
     def finish(self, results: dict) -> Final:
         run, options, selection, metric = self.run, self.options, self.selection, self.metric
         accelerator, out, names = run.accelerator, run.output_dir, self.names
-        if self.validation_loader is not None and self.last_validated != run.state.step and not selection.should_stop and run.state.step > 0:
-            accelerator.log(self.evaluate(), step=run.state.step)  # the final weights compete too
         if self.validation_loader is not None and load_best_model(accelerator, self.model, out):
             logger.info("final model: the best on validation (%s %.4f at step %d)", metric, selection.best_value, selection.best_step)
         batches_per_epoch = run.batches_per_epoch or 0
@@ -201,6 +210,8 @@ class Classifier:
                 save_confusion_matrix_png(matrix, names, out / "confusion_matrix.png", title=f"{self.recipe.data.dataset} / {self.recipe.data.eval_split}")
                 results["confusion_matrix"] = matrix.tolist()
         results.update({"label_names": names, "data": self.splits.counts})
+        if self.max_length is not None:
+            results["max_length"] = self.max_length
         pipeline_tag = "image-classification" if self.images else "token-classification" if options.task == "token" else "text-classification"
         files = image_classifier_files(accelerator.unwrap_model(self.model)) if self.images else {}
         return Final(model=self.model, files=files, tokenizer=self.tokenizer,
@@ -235,19 +246,21 @@ def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
         raise RecipeError(f"{recipe.source}: data.label_column: method classifier needs the column that holds the labels")
     if data.streaming:
         raise RecipeError(f"{recipe.source}: data.streaming: method classifier tokenises its splits once, in memory; set it to false")
-    dataset = build_dataset(data.dataset)
+    dataset = build_dataset(data.dataset, encoding=data.encoding)
     text_columns = [data.text_column] + ([data.text_pair_column] if data.text_pair_column else [])
     roles = {"train": (data.train_split, "data.train_split")}
     has_validation = options.validation_split is not None and options.validation_split in dataset
     if has_validation:
         roles["validation"] = (options.validation_split, "classifier.validation_split")
-    if data.eval_split:
+    if data.eval_split and data.eval_split in dataset:  # else a test split is held out of training, below
         roles["test"] = (data.eval_split, "data.eval_split")
     splits, counts = {}, {}
     for role, (split_name, key) in roles.items():
         rows = select_split(dataset, split_name, key, ref=data.dataset)
         columns = {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column, "data.label_column": data.label_column}
         require_columns(rows, columns, ref=f"{data.dataset} (split {split_name!r})")
+        require_text_columns(rows, {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column},
+                             ref=data.dataset, word_lists=options.task == "token")
         rows, dropped = drop_empty_texts(rows, text_columns, split_name=split_name, ref=data.dataset, drop=options.drop_empty_texts)
         limit = data.max_train_samples if role == "train" else data.max_eval_samples
         if limit is not None and limit < len(rows):
@@ -262,24 +275,52 @@ def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
         counts[role]["null_labels_dropped"] = dropped
     for role, mapped in report.unseen_mapped.items():
         counts[role]["unseen_labels_mapped"] = mapped
+    if data.eval_split and "test" not in splits:
+        splits["train"], splits["test"] = hold_out_labelled_split(splits["train"], data.eval_holdout, train.seed, data.eval_split, data.dataset, stratify=options.task == "single_label")
+        counts["test"] = {"split": f"{data.eval_holdout:.0%} of {data.train_split} held out as {data.eval_split!r} (seed {train.seed}, data.eval_holdout)"}
     if "validation" not in splits and options.validation_size > 0:
         splits["train"], splits["validation"] = split_off_validation(
             splits["train"], options.validation_size, seed=train.seed, stratify=options.task == "single_label"
         )
         counts["validation"] = {"split": f"{options.validation_size:.0%} of {data.train_split} (seed {train.seed})"}
         logger.info("No %r split: holding out %d training examples for validation.", options.validation_split, len(splits["validation"]))
+    max_length = resolve_max_length(recipe, tokenizer, splits["train"], counts)
     tokenized = {}
     for role, rows in splits.items():
         tokens, at_cap = tokenize_for_classification(
             rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
-            max_length=options.max_length, task=options.task, label_names=report.names,
+            max_length=max_length, task=options.task, label_names=report.names,
             label_all_tokens=options.label_all_tokens and role == "train",  # scores always count each word once
         )  # fmt: skip
         tokenized[role] = TokenizedTexts(tokens)
         counts[role].update({"examples": len(rows), "reached_max_length": at_cap})
         if at_cap:
-            logger.info("%s: %d of %d examples reached classifier.max_length=%d tokens (cut).", role, at_cap, len(rows), options.max_length)
-    return TextSplits(tokenized["train"], tokenized.get("validation"), tokenized.get("test"), report.names, counts)
+            logger.info("%s: %d of %d examples reached classifier.max_length=%d tokens (cut).", role, at_cap, len(rows), max_length)
+        if role == "train" and options.max_length != "auto" and rows and at_cap / len(rows) > 0.05:
+            logger.warning("%d of %d training texts (%.0f%%) reach classifier.max_length=%d and are cut; "
+                           "classifier.max_length: auto picks a length that covers %.0f%% of them (classifier.max_length_quantile)",
+                           at_cap, len(rows), 100 * at_cap / len(rows), max_length, 100 * options.max_length_quantile)
+    return TextSplits(tokenized["train"], tokenized.get("validation"), tokenized.get("test"), report.names, counts, max_length)
+
+
+def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> int:
+    """`classifier.max_length`, or for `auto` the smallest length covering `max_length_quantile` of the tokenised
+    training texts, capped at the model's position limit (and 512); the choice goes into `counts`."""
+    from ..image_splits import image_model_config  # the recipe's model config, read without building the model
+
+    options, data = recipe.classifier or ClassifierSection(), recipe.data
+    if options.max_length != "auto":
+        return options.max_length
+    limits = [512, getattr(image_model_config(recipe), "max_position_embeddings", 512)]
+    if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**6:
+        limits.append(tokenizer.model_max_length)
+    cap = min(limits)
+    lengths = token_lengths(train_rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column, task=options.task)
+    length, cut = choose_max_length(lengths, options.max_length_quantile, cap)
+    logger.info("classifier.max_length auto: %d tokens covers %.1f%% of the %d training texts (quantile %g, model limit %d); "
+                "%.1f%% are cut.", length, 100 * (1 - cut), len(lengths), options.max_length_quantile, cap, 100 * cut)
+    counts["max_length"] = {"chosen": length, "quantile": options.max_length_quantile, "limit": cap, "train_share_cut": cut}
+    return length
 
 
 def build_classifier_model(recipe: Recipe, names: list[str] | None):

@@ -25,6 +25,7 @@ from ...data import (
     select_split,
 )
 from ...data.augment import random_resized_crop
+from ...data.holdout import hold_out_labelled_split
 from ...data.labels import encode_labels, split_off_validation
 from ..batches import EpochSampler
 from ..image_splits import (
@@ -67,7 +68,7 @@ def load_image_classifier_splits(recipe: Recipe) -> ImageClassifierSplits:
     roles = {"train": (data.train_split, "data.train_split")}
     if options.validation_split is not None and options.validation_split in dataset:
         roles["validation"] = (options.validation_split, "classifier.validation_split")
-    if data.eval_split:
+    if data.eval_split and data.eval_split in dataset:  # else a test split is held out of training, below
         roles["test"] = (data.eval_split, "data.eval_split")
     splits = datasets.DatasetDict({role: select_split(dataset, name, key, ref=data.dataset) for role, (name, key) in roles.items()})
     require_columns(splits, {"data.image_column": data.image_column, "data.label_column": data.label_column}, ref=data.dataset)
@@ -85,6 +86,9 @@ def load_image_classifier_splits(recipe: Recipe) -> ImageClassifierSplits:
         splits, data.label_column, "single_label", train_split="train", label_names=options.label_names,
         unseen=options.unseen_labels, unknown_label=options.unknown_label, ref=data.dataset,
     )  # fmt: skip
+    if data.eval_split and "test" not in splits:
+        splits["train"], splits["test"] = hold_out_labelled_split(splits["train"], data.eval_holdout, train.seed, data.eval_split, data.dataset, stratify=True)
+        counts["test"] = {"split": f"{data.eval_holdout:.0%} of {data.train_split} held out as {data.eval_split!r} (seed {train.seed}, data.eval_holdout)"}
     if "validation" not in splits and options.validation_size > 0:
         splits["train"], splits["validation"] = split_off_validation(splits["train"], options.validation_size, seed=train.seed, stratify=True)
         counts["validation"] = {"split": f"{options.validation_size:.0%} of {data.train_split} (seed {train.seed})"}

@@ -28,6 +28,7 @@ from torch import nn
 
 from ...config import Recipe, RecipeError, config_field_names
 from ...data import build_dataset, require_columns, select_split
+from ...data.columns import require_text_columns
 from ...data.text import TextStats, iter_documents, tokenize_batch
 from ...losses.nt_xent import info_nce_loss
 from ...metrics.retrieval import same_label_recall_at_k
@@ -144,9 +145,10 @@ def training_examples(recipe: Recipe, stats: TextStats) -> list[dict]:
         if data.text_pair_column is None:
             raise RecipeError(f"{recipe.source}: data.text_pair_column: objective 'pairs' needs the column of positives")
         columns.update({"data.text_pair_column": data.text_pair_column, "contrastive.negative_column": options.negative_column})
-    dataset = build_dataset(data.dataset)
+    dataset = build_dataset(data.dataset, encoding=data.encoding)
     require_columns(dataset, columns, ref=data.dataset)
     rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
+    require_text_columns(rows, columns, ref=data.dataset)
     if data.max_train_samples is not None:
         rows = rows.shuffle(seed=recipe.train.seed).select(range(min(data.max_train_samples, len(rows))))
     if options.objective == "simcse":

@@ -74,6 +74,8 @@ class SimCLR:
     def finish(self, results: dict) -> Final:
         results.update(self.evaluate(final=True))
         results["unreadable_images_skipped"] = self.splits.unreadable_skipped
+        if self.splits.holdout is not None:
+            results["eval_holdout"] = self.splits.holdout
         encoder = self.unwrapped.image_encoder  # the projection head is dropped here
         return Final(model=encoder, files=image_processor_files(self.config), card_family="image_encoder",
                      pipeline_tag="image-feature-extraction")

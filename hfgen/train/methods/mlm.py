@@ -27,6 +27,8 @@ from torch import nn
 
 from ...config import Recipe, RecipeError
 from ...data import build_dataset, require_columns, select_split
+from ...data.columns import require_text_columns
+from ...data.holdout import hold_out_eval_split
 from ...data.collators import IGNORE_INDEX, mask_tokens
 from ...data.errors import DatasetError
 from ...data.text import PackedSequences, StreamedPackedSequences, TextStats
@@ -154,6 +156,7 @@ def packed_split(recipe: Recipe, dataset, split: str, key: str, tokenizer, stats
     """The packed sequences of one split: in memory (`PackedSequences`), or streamed for training when `data.streaming`."""
     data, options = recipe.data, recipe.mlm
     rows = select_split(dataset, split, key, ref=data.dataset)
+    require_text_columns(rows, {"data.text_column": data.text_column}, ref=data.dataset)
     if data.streaming and train:
         return StreamedPackedSequences(rows, data.text_column, tokenizer, options.max_length, options.documents,
                                        seed=recipe.train.seed, stats=stats)
@@ -194,8 +197,10 @@ class MaskedLM:
         self.run = run
         if data.streaming and train.max_steps is None:
             raise RecipeError(f"{recipe.source}: train.max_steps: a streamed dataset has no known length; set train.max_steps")
-        dataset = build_dataset(data.dataset, streaming=data.streaming)
+        dataset = build_dataset(data.dataset, streaming=data.streaming, encoding=data.encoding)
         require_columns(dataset, {"data.text_column": data.text_column}, ref=data.dataset)
+        dataset, self.holdout = hold_out_eval_split(dataset, data.train_split, data.eval_split, data.eval_holdout, train.seed,
+                                                    ref=data.dataset)
         self.tokenizer = tokenizer = resolve_tokenizer(recipe, run.accelerator)
         # a model from scratch takes its vocabulary size from the tokenizer; a checkpoint keeps its own (checked below)
         from_scratch = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id} if recipe.model.type else {}
@@ -252,6 +257,8 @@ class MaskedLM:
         return evaluate_mlm(self.run.accelerator, self.objective, self.eval_loader, self.tokenizer, self.options.mask_rate)
 
     def finish(self, results: dict) -> Final:
+        if self.holdout is not None:
+            results["eval_holdout"] = self.holdout
         results.update({"train_tokens": self.tokens_seen, **self.train_stats.as_dict("train_"), **self.eval_stats.as_dict("eval_")})
         final = self.evaluate()
         if final:

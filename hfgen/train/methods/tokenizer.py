@@ -92,7 +92,7 @@ def check_vocabulary(model, tokenizer, source: str | None) -> None:
 def corpus_texts(recipe: Recipe, stats: TextStats, limit: int | None = None):
     """The non-empty documents of the recipe's training split (streamed when `data.streaming`)."""
     data = recipe.data
-    dataset = build_dataset(data.dataset, streaming=data.streaming)
+    dataset = build_dataset(data.dataset, streaming=data.streaming, encoding=data.encoding)
     require_columns(dataset, {"data.text_column": data.text_column}, ref=data.dataset)
     rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
     documents = iter_documents((row[data.text_column] for row in rows), "line", stats)

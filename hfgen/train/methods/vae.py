@@ -36,7 +36,7 @@ class VAE:
         recipe, train, data = self.recipe, run.train, self.recipe.data
         self.run = run
         config = image_model_config(recipe)
-        splits = load_image_splits(recipe, config.image_size, config.num_channels)
+        self.splits = splits = load_image_splits(recipe, config.image_size, config.num_channels)
         self.model = build_model(recipe)
         loader = build_dataloader(splits.train, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
         self.eval_loader = None
@@ -82,6 +82,8 @@ class VAE:
         if self.eval_loader is not None:
             results.update(evaluate_elbo(self.run.accelerator, self.prepared, self.eval_loader))
             logger.info("test ELBO per image: %.2f nats", results["eval_elbo"])
+        if self.splits.holdout is not None:
+            results["eval_holdout"] = self.splits.holdout
         if self.run.is_main_process:
             results.update(final_sample_quality(self.evaluation, self.unwrapped, self.run.state.step))
         return Final(model=self.prepared, card_family="vae")
