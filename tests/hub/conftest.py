@@ -33,7 +33,7 @@ class PushedFamily:
 def pushed_families(hub_server, tmp_path_factory, tiny_images):  # noqa: F811
     """Each family trained with the README's pretrain command (hub.push, hub.push_checkpoints) and its
     folder pushed again with the README's push.py command; returns (root, client env, {name: PushedFamily})."""
-    from hfgen.cli import pretrain_main, push_main
+    from hfgen.cli import finetune_main, pretrain_main, push_main
 
     root = tmp_path_factory.mktemp("hub-families")
     env = hub_server.client_env(root / "hf_home", token=HUB_TEST_TOKEN)
@@ -47,7 +47,8 @@ def pushed_families(hub_server, tmp_path_factory, tiny_images):  # noqa: F811
             pretrained = pushed[family.pretrained_from].folder if family.pretrained_from else None
             recipe = write_family_recipe(family, root / family.name, tiny_images, pretrained=pretrained)
             run_repo, script_repo = f"hfgen-tests/{family.name}-run", f"hfgen-tests/{family.name}-script"
-            pretrain_main(substitute(commands["pretrain"], {README_RECIPE: str(recipe), f"hub.repo_id={README_REPO}": f"hub.repo_id={run_repo}"}))
+            train_main = finetune_main if family.method == "classifier" else pretrain_main  # the README's command, its script
+            train_main(substitute(commands["pretrain"], {README_RECIPE: str(recipe), f"hub.repo_id={README_REPO}": f"hub.repo_id={run_repo}"}))
             folder = root / family.name / "recipe-out"
             push_main(substitute(commands["push"], {README_FOLDER: str(folder), README_REPO: script_repo}))
             pushed[family.name] = PushedFamily(family, folder, run_repo, script_repo)

@@ -153,7 +153,7 @@ def test_two_process_evaluation_counts_every_example_once(classifier_recipe, tmp
     data = write_task_data(tmp_path / "odd", "single_label", train=40, test=23)
     results = {}
     for processes in (1, 2):
-        recipe = classifier_recipe("single_label", "train.max_steps=0", "classifier.validation_size=0", "train.eval_batch_size=4",
+        recipe = classifier_recipe("single_label", "train.max_steps=1", "train.learning_rate=1e-12", "train.warmup_steps=0", "classifier.validation_size=0", "train.eval_batch_size=4",
                                    f"train.output_dir={tmp_path / f'p{processes}'}", name=f"p{processes}.yaml", dataset=data)
         if processes == 1:
             run(load_recipe(recipe))

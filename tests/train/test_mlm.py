@@ -123,7 +123,7 @@ def test_continuing_an_encoder_without_mlm_head_starts_the_head_fresh(mlm_recipe
     encoder.save_pretrained(encoder_dir)
     tokenizer.save_pretrained(encoder_dir)
 
-    out = run(mlm_recipe(f"model={{pretrained: '{encoder_dir}'}}", "train.max_steps=2", "train.learning_rate=0.0", f"train.output_dir={tmp_path / 'continued'}"))
+    out = run(mlm_recipe(f"model={{pretrained: '{encoder_dir}'}}", "train.max_steps=2", "train.learning_rate=1e-12", f"train.output_dir={tmp_path / 'continued'}"))
     continued = AutoModelForMaskedLM.from_pretrained(out)
     torch.testing.assert_close(continued.bert.encoder.layer[0].output.dense.weight, encoder.encoder.layer[0].output.dense.weight)
     assert "cls.predictions.transform.dense.weight" in dict(continued.named_parameters())
