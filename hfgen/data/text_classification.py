@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from .errors import DatasetError
 from .labels import column_values
@@ -265,7 +265,7 @@ def build_text_loader(
     `EpochSampler` permutation), last partial batch dropped. Evaluation: every example once,
     longest first, so padding is minimal (metrics do not depend on the order). Prepare it with
     the Accelerator; `iterate_batches` sets the epoch."""
-    from ..train.batches import EpochSampler
+    from ..train.batches import EpochSampler, sampled_loader
 
     if train:
         sampler = (
@@ -273,13 +273,4 @@ def build_text_loader(
         )
     else:
         sampler = np.argsort(-texts.lengths, kind="stable").tolist()
-    return DataLoader(
-        texts,
-        batch_sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=train),
-        collate_fn=collator,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        # every new iterator (each epoch, and the one a resumed run starts) draws its seed from here: without it,
-        # that draw comes from the global RNG and shifts the dropout stream of a resumed run
-        generator=torch.Generator().manual_seed(seed),
-    )
+    return sampled_loader(texts, sampler, batch_size, drop_last=train, seed=seed, collate_fn=collator, num_workers=num_workers)

@@ -40,8 +40,15 @@ def build_dataloader(
 ) -> DataLoader:
     """A DataLoader over a map-style dataset with an `EpochSampler`; its own torch.Generator
     keeps it off the global RNG. Prepare it with the Accelerator; `iterate_batches` sets the epoch."""
-    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle)
-    loader = DataLoader(
+    return sampled_loader(dataset, EpochSampler(len(dataset), seed=seed, shuffle=shuffle), batch_size, drop_last, seed,
+                          collate_fn=collate_fn, num_workers=num_workers)
+
+
+def sampled_loader(dataset, sampler, batch_size: int, drop_last: bool, seed: int, collate_fn=None, num_workers: int = 0) -> DataLoader:
+    """The one way hfgen builds a loader: batches of `sampler`'s indices, and the loader's own seeded torch.Generator.
+    Every new iterator (each epoch, and the one a resumed run starts) draws its base seed from that generator;
+    without it the draw comes from the global RNG and shifts the noise stream of a resumed run."""
+    return DataLoader(
         dataset,
         batch_sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
         num_workers=num_workers,
@@ -49,7 +56,6 @@ def build_dataloader(
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
-    return loader
 
 
 def total_training_steps(recipe: Recipe, batches_per_epoch: int) -> int:

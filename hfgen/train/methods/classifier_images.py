@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import datasets
 import torch
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import DataLoader
 
 from ...config import ClassifierSection, Recipe, RecipeError
 from ...data import (
@@ -27,7 +27,7 @@ from ...data import (
 from ...data.augment import random_resized_crop
 from ...data.holdout import hold_out_labelled_split
 from ...data.labels import encode_labels, split_off_validation
-from ..batches import EpochSampler
+from ..batches import EpochSampler, sampled_loader
 from ..image_splits import (
     built_by_hfgen,
     check_image_modes,
@@ -128,14 +128,7 @@ def build_image_loader(images: ImageDataset, batch_size: int, *, seed: int, trai
     if train:
         options = recipe.classifier or ClassifierSection()
         collate, workers = ImageBatches(options.image_crop_scale, recipe.data.random_flip), recipe.data.num_workers
-    return DataLoader(
-        images,
-        batch_sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=train),
-        collate_fn=collate,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed),  # a new iterator draws its seed from here, not the global RNG
-    )
+    return sampled_loader(images, sampler, batch_size, drop_last=train, seed=seed, collate_fn=collate, num_workers=workers)
 
 
 def build_image_classifier(recipe: Recipe, names: list[str]):
