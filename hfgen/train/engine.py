@@ -87,6 +87,7 @@ class TrainingRun:
         self.schedulers: list = []
         self.total_steps = 0
         self.batches_per_epoch: int | None = None
+        self.items_seen = 0  # images / tokens / examples trained on in this run, over every process
         self.checkpoint_hooks: list = []  # (save(folder), load(folder)) pairs, e.g. the best model kept in checkpoints
 
     @property
@@ -171,14 +172,14 @@ def train(recipe: Recipe, method) -> Path:
     every = _Cadence(train_section, total_steps)
     bar = progress_bar(accelerator, total_steps, state.step, desc=method.name)
     window, unchecked = _Window(accelerator.device), _Window(accelerator.device)
-    counted, paused = 0, 0.0
+    paused = 0.0
     started = time.perf_counter()
     for batch in iterate_batches(accelerator, run.loader, state, total_steps):
         with accelerator.accumulate(*run.models):
             out = method.step(batch)
         window.add({**out.losses, **out.extras})
         unchecked.add(out.losses)
-        counted += out.count * accelerator.num_processes
+        run.items_seen += out.count * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
         for scheduler in run.schedulers:
@@ -195,7 +196,7 @@ def train(recipe: Recipe, method) -> Path:
             check_finite(accelerator, {k: means[k] for k in out.losses}, state.step, run.output_dir)
             unchecked.reset()
             values = dict(zip(means, torch.stack(list(means.values())).tolist())) if means else {}  # one host sync
-            rate = counted / max(1e-9, pause - started - paused)
+            rate = run.items_seen / max(1e-9, pause - started - paused)
             values.update({"lr": run.learning_rate, f"{method.unit}_per_s": rate, "epoch": state.epoch})
             values.update(getattr(method, "log_values", dict)())
             bar.set_postfix({k: f"{values[k]:.4g}" for k in list(out.losses)[:2]} | {_SHORT_UNITS.get(method.unit, method.unit): f"{rate:.0f}"})
@@ -209,7 +210,7 @@ def train(recipe: Recipe, method) -> Path:
         if every.sample(state.step) and accelerator.is_main_process and hasattr(method, "write_samples"):
             method.write_samples(run.output_dir / "samples" / f"step-{state.step:08d}.png")
         if every.save(state.step):
-            _checkpoint(run, method, stateful, unchecked)
+            _checkpoint(run, stateful, unchecked)
         paused += time.perf_counter() - pause
         if getattr(method, "should_stop", False):
             break
@@ -219,9 +220,9 @@ def train(recipe: Recipe, method) -> Path:
     before_final = getattr(method, "before_final_checkpoint", None)
     if before_final is not None:  # e.g. the classifier's last validation, so the final checkpoint holds its outcome
         before_final()
-    _checkpoint(run, method, stateful, unchecked)
+    _checkpoint(run, stateful, unchecked)
     results.update({
-        f"train_{method.unit}_per_s": counted / train_seconds if counted and train_seconds > 0 else None,
+        f"train_{method.unit}_per_s": run.items_seen / train_seconds if run.items_seen and train_seconds > 0 else None,
         "train_seconds": train_seconds,
         "steps": state.step,
         "mixed_precision": precision,
@@ -256,7 +257,7 @@ def train(recipe: Recipe, method) -> Path:
     return run.output_dir
 
 
-def _checkpoint(run: TrainingRun, method, stateful: dict, unchecked: _Window) -> None:
+def _checkpoint(run: TrainingRun, stateful: dict, unchecked: _Window) -> None:
     """Write a checkpoint only when the losses since the last check and every model weight are finite."""
     accelerator = run.accelerator
     if unchecked.batches:

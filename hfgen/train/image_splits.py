@@ -69,22 +69,6 @@ class ImageSplits:
     holdout: dict | None = None  # how the eval split was carved out of training (hfgen.data.holdout), if it was
 
 
-def image_model_config(recipe: Recipe):
-    """The recipe's image-model config (`model.type` + fields, or `model.pretrained`'s with the recipe's fields on
-    top) without building the model: the data is loaded at its `image_size` and `num_channels` first."""
-    import hfgen.models  # noqa: F401  (registers hfgen's model types)
-    from transformers import AutoConfig
-
-    from ..pretrained import resolve_pretrained
-
-    if recipe.model.type is not None:
-        return AutoConfig.for_model(recipe.model.type, **recipe.model.config)
-    config = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
-    for key, value in recipe.model.config.items():
-        setattr(config, key, value)
-    return config
-
-
 def load_image_splits(recipe: Recipe, image_size: int, num_channels: int, eval_split: bool = True) -> ImageSplits:
     """The recipe's train (and eval) split as in-memory uint8 `ImageDataset`s at `image_size` x `image_size` with
     `num_channels` channels, after the checks in this module's docstring. `max_train_samples`/`max_eval_samples`
@@ -192,4 +176,4 @@ def image_processor_files(config) -> dict[str, str]:
     }
 
 
-__all__ = ["ImageSplits", "built_by_hfgen", "check_image_modes", "image_model_config", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]
+__all__ = ["ImageSplits", "built_by_hfgen", "check_image_modes", "image_processor_files", "is_image_model", "load_image_splits", "probe_loaders", "probe_subset"]

@@ -32,3 +32,20 @@ def build_model(recipe: Recipe, auto_class=None, load_kwargs: dict | None = None
         if key not in allowed:
             raise RecipeError(f"{recipe.source}: unknown key 'model.{key}' for the config of {spec.pretrained!r} ({type(config).__name__})")
     return auto_class.from_pretrained(pretrained, revision=spec.revision, dtype="float32", **(load_kwargs or {}), **fields)
+
+
+def model_config(recipe: Recipe):
+    """The recipe's model config (`model.type` + fields, or `model.pretrained`'s with the recipe's fields on top)
+    without building the model, for what the data must know first (an image model's `image_size`, a text model's
+    position limit)."""
+    import hfgen.models  # noqa: F401  (registers hfgen's model types)
+    from transformers import AutoConfig
+
+    from ..pretrained import resolve_pretrained
+
+    if recipe.model.type is not None:
+        return AutoConfig.for_model(recipe.model.type, **recipe.model.config)
+    config = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
+    for key, value in recipe.model.config.items():
+        setattr(config, key, value)
+    return config

@@ -1,8 +1,8 @@
 """Checkpoint state as safetensors + JSON, read back without ever unpickling.
 
-Accelerate's `load_state` unpickles `custom_checkpoint_*.pkl` and `random_states_*.pkl` with
-`torch.load(weights_only=False)`, so a crafted checkpoint (one fetched from a Hub branch, say) runs
-arbitrary code on resume. Here a state object (an optimizer, scheduler or EMA `state_dict()`, the RNG
+Accelerate's `load_state` reads `custom_checkpoint_*.pkl` and `random_states_*.pkl` with torch's full,
+code-running unpickler, so a crafted checkpoint (one fetched from a Hub branch, say) runs arbitrary code
+on resume. Here a state object (an optimizer, scheduler or EMA `state_dict()`, the RNG
 states) is written as two files instead:
 
     {name}.safetensors   every tensor and numpy array of the state, under generated keys

@@ -54,7 +54,7 @@ from ..cls_only import enable_cls_only_last_layer
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
 from ..hardware import speed_choices
-from ..models import build_model
+from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
 from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
@@ -86,7 +86,6 @@ class Classifier:
     """`method: classifier` (text or hfgen image encoder) on the training engine."""
 
     name, unit = "classifier", "examples"
-    evaluate_every_epoch = False
 
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
@@ -306,12 +305,10 @@ def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
 def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> int:
     """`classifier.max_length`, or for `auto` the smallest length covering `max_length_quantile` of the tokenised
     training texts, capped at the model's position limit (and 512); the choice goes into `counts`."""
-    from ..image_splits import image_model_config  # the recipe's model config, read without building the model
-
     options, data = recipe.classifier or ClassifierSection(), recipe.data
     if options.max_length != "auto":
         return options.max_length
-    limits = [512, getattr(image_model_config(recipe), "max_position_embeddings", 512)]
+    limits = [512, getattr(model_config(recipe), "max_position_embeddings", 512)]
     if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**6:
         limits.append(tokenizer.model_max_length)
     cap = min(limits)

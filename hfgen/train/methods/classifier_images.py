@@ -31,11 +31,10 @@ from ..batches import EpochSampler, sampled_loader
 from ..image_splits import (
     built_by_hfgen,
     check_image_modes,
-    image_model_config,
     image_processor_files,
     is_image_model,
 )
-from ..models import build_model
+from ..models import build_model, model_config
 
 logger = logging.getLogger("hfgen")
 
@@ -58,7 +57,7 @@ def load_image_classifier_splits(recipe: Recipe) -> ImageClassifierSplits:
     dropped or fail per `data.on_bad_image` (counted), colour modes are checked against the model (see
     `hfgen.train.image_splits`), a validation split is carved out of training when the dataset has none."""
     options, data, train = recipe.classifier or ClassifierSection(), recipe.data, recipe.train
-    config = image_model_config(recipe)
+    config = model_config(recipe)
     image_size, num_channels = config.image_size, config.num_channels
     if options.task != "single_label":
         raise RecipeError(f"{recipe.source}: classifier.task: image classifiers support single_label, not {options.task!r}")

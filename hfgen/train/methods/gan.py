@@ -20,8 +20,8 @@ from ...losses.adversarial import discriminator_loss, generator_loss
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
 from ..generator_eval import GeneratorEvaluation, final_sample_quality
-from ..image_splits import image_model_config, load_image_splits
-from ..models import build_model
+from ..image_splits import load_image_splits
+from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 
 logger = logging.getLogger("hfgen")
@@ -40,7 +40,7 @@ class GAN:
     def build(self, run: TrainingRun) -> None:
         recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
         self.run = run
-        config = image_model_config(recipe)
+        config = model_config(recipe)
         splits = load_image_splits(recipe, config.image_size, config.num_channels, eval_split=False)
         names = splits.label_names
         if data.label_column and names is None:

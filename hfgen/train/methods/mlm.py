@@ -188,7 +188,6 @@ class MaskedLM:
 
     def __init__(self, recipe: Recipe):
         self.recipe, self.options = recipe, recipe.mlm
-        self.tokens_seen = 0
 
     def build(self, run: TrainingRun) -> None:
         from transformers import AutoModelForMaskedLM
@@ -245,11 +244,10 @@ class MaskedLM:
                                         special_token_ids=self.special_ids, mask_rate=self.options.mask_rate)  # (batch, max_length) each
         loss, correct, count = self.objective(input_ids, labels)
         backward_and_step(self.run.accelerator, loss, self.objective, self.optimizer, self.run.train.max_grad_norm)
-        self.tokens_seen += input_ids.numel() * self.run.accelerator.num_processes
         return Step(losses={"loss": loss}, count=input_ids.numel(), extras={"accuracy": correct.float() / count.clamp(min=1)})
 
     def log_values(self) -> dict:
-        return {"tokens_seen": self.tokens_seen}
+        return {"tokens_seen": self.run.items_seen}
 
     def evaluate(self) -> dict:
         if self.eval_loader is None:
@@ -259,7 +257,7 @@ class MaskedLM:
     def finish(self, results: dict) -> Final:
         if self.holdout is not None:
             results["eval_holdout"] = self.holdout
-        results.update({"train_tokens": self.tokens_seen, **self.train_stats.as_dict("train_"), **self.eval_stats.as_dict("eval_")})
+        results.update({"train_tokens": self.run.items_seen, **self.train_stats.as_dict("train_"), **self.eval_stats.as_dict("eval_")})
         final = self.evaluate()
         if final:
             results.update(final)

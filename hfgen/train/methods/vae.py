@@ -15,8 +15,8 @@ from ...data import random_horizontal_flip, save_image_grid, to_float
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
 from ..generator_eval import GeneratorEvaluation, final_sample_quality
-from ..image_splits import image_model_config, load_image_splits
-from ..models import build_model
+from ..image_splits import load_image_splits
+from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 
 logger = logging.getLogger("hfgen")
@@ -35,7 +35,7 @@ class VAE:
     def build(self, run: TrainingRun) -> None:
         recipe, train, data = self.recipe, run.train, self.recipe.data
         self.run = run
-        config = image_model_config(recipe)
+        config = model_config(recipe)
         self.splits = splits = load_image_splits(recipe, config.image_size, config.num_channels)
         self.model = build_model(recipe)
         loader = build_dataloader(splits.train, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
