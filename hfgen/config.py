@@ -268,6 +268,15 @@ class ClassifierSection:
     confusion_matrix: bool = True  # write confusion_matrix.png of the test split (single_label)
     freeze_encoder: bool = False  # image encoders: train the head only (a linear probe), encoder weights and BatchNorm statistics fixed
     image_crop_scale: list[float] | None = None  # images: random resized crop (area fraction range, e.g. [0.8, 1.0]) as training augmentation; null: none
+    # distillation (Hinton et al. 2015): a fine-tuned sequence classifier (folder, Hub id) whose outputs on the training
+    # texts (computed once at start, the teacher frozen) train this model beside the labels; null: labels only
+    teacher: str | None = None
+    distill_alpha: float = 0.5  # loss = alpha * soft-target loss + (1 - alpha) * the task loss on the labels
+    distill_temperature: float = 2.0  # softens both distributions (kl); the soft term is scaled by T^2
+    distill_loss: Literal["kl", "mse"] = "kl"  # kl: KL(teacher || student) at temperature T; mse: squared logit error (Tang et al. 2019)
+    # an hfgen-rnn-classifier student: copy the word embeddings of this BERT-family folder / Hub id / alias (its
+    # vocabulary must be the tokenizer's; model.embedding_dim follows it); null: random embeddings
+    init_embeddings: str | None = None
 
 
 @dataclass
@@ -377,6 +386,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "threshold": FRACTION, "max_length": Range(low=2), "max_length_quantile": Range(low=0, high=1, low_open=True), "validation_size": Range(low=0, high=1, high_open=True),
         "early_stopping_patience": AT_LEAST_ONE, "early_stopping_threshold": NON_NEGATIVE, "class_weights": NON_NEGATIVE,
         "layer_lr_decay": Range(low=0, high=1, low_open=True), "image_crop_scale": Range(low=0, high=1, low_open=True, ordered=True),
+        "distill_alpha": PROBABILITY, "distill_temperature": POSITIVE,
     },
     AutoencoderSection: {"num_sample_images": AT_LEAST_ONE},
 }

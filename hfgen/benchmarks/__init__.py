@@ -40,11 +40,12 @@ WORKLOADS: dict[str, str] = {
     "vae": "hfgen.benchmarks.vae",  # VAE training vs pythae's VAE + BaseTrainer
     "low_label": "hfgen.benchmarks.low_label",  # image fine-tuning on 1% / 10% of labels: random init vs autoencoder vs SimCLR
     "speed_choices": "hfgen.benchmarks.speed_choices",  # each CPU speed choice of the engine on and off, on this machine
+    "distill": "hfgen.benchmarks.distill",  # fine-tuned MiniLM teacher vs BiLSTM / 2-layer students, distilled and on labels alone
 }
 
 
 # The speed-ups the project promises (hfgen throughput / peer throughput); `benchmark.py all` runs these
-# workloads, in this order. low_label and speed_choices have no peer (they compare settings of hfgen), so they are not here.
+# workloads, in this order. low_label, speed_choices and distill have no peer (they compare settings of hfgen), so they are not here.
 TARGETS: dict[str, float] = {
     "mlm": 3.0,
     "finetune": 1.5,  # against the tuned Trainer (dynamic padding, length grouping, its faster precision)

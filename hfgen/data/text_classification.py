@@ -168,6 +168,7 @@ class TokenizedTexts(torch.utils.data.Dataset):
         self.token_type_ids: list[list[int]] | None = rows.get("token_type_ids")
         self.labels: list = rows["labels"]
         self.lengths = np.asarray(rows["length"], dtype=np.int64)
+        self.teacher_logits: np.ndarray | None = None  # (examples, outputs) float32 when distilling (hfgen.train.teacher)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -176,13 +177,16 @@ class TokenizedTexts(torch.utils.data.Dataset):
         row = {"input_ids": self.input_ids[index], "labels": self.labels[index]}
         if self.token_type_ids is not None:
             row["token_type_ids"] = self.token_type_ids[index]
+        if self.teacher_logits is not None:
+            row["teacher_logits"] = self.teacher_logits[index]
         return row
 
 
 class PaddingCollator:
     """Pads a list of tokenised examples to the longest one (or to ``pad_to``) and builds the
     attention mask: ``input_ids``/``attention_mask`` (+ ``token_type_ids``) (batch, length) int64,
-    ``labels`` int64 (batch,) / float32 (batch,) or (batch, labels) / int64 (batch, length) for tokens."""
+    ``labels`` int64 (batch,) / float32 (batch,) or (batch, labels) / int64 (batch, length) for tokens, and the
+    rows' ``teacher_logits`` (batch, outputs) when they carry them."""
 
     def __init__(self, pad_token_id: int, task: str, pad_to: int | None = None):
         self.pad_token_id, self.task, self.pad_to = pad_token_id, task, pad_to
@@ -211,6 +215,8 @@ class PaddingCollator:
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.int64)
         else:  # regression (batch,), multi_label (batch, labels)
             batch["labels"] = torch.tensor([row["labels"] for row in rows], dtype=torch.float32)
+        if "teacher_logits" in rows[0]:  # distillation: (batch, outputs) float32
+            batch["teacher_logits"] = torch.from_numpy(np.stack([row["teacher_logits"] for row in rows]))
         return batch
 
 

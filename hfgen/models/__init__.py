@@ -11,6 +11,7 @@ from transformers import (
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForMaskedImageModeling,
+    AutoModelForSequenceClassification,
 )
 
 from .dcgan import DCGANConfig, DCGANModel
@@ -22,6 +23,7 @@ from .image_encoder import (
     ImageEncoderImageProcessor,
     ImageEncoderModel,
 )
+from .rnn_classifier import RNNClassifierConfig, RNNClassifierForSequenceClassification, RNNClassifierModel
 from .sentence_encoder import SentenceEncoderConfig, SentenceEncoderModel
 from .vae import VAEConfig, VAEModel
 
@@ -31,6 +33,7 @@ MODEL_CONFIGS = {
     VAEConfig.model_type: VAEConfig,  # "hfgen-vae"
     ImageEncoderConfig.model_type: ImageEncoderConfig,  # "hfgen-image-encoder"
     SentenceEncoderConfig.model_type: SentenceEncoderConfig,  # "hfgen-sentence-encoder"
+    RNNClassifierConfig.model_type: RNNClassifierConfig,  # "hfgen-rnn-classifier"
 }
 """Registered hfgen model types (the `model.type` of a recipe) -> config class."""
 
@@ -47,6 +50,9 @@ AutoImageProcessor.register(ImageEncoderConfig, slow_image_processor_class=Image
 AutoModelForMaskedImageModeling.register(ImageEncoderConfig, ImageAutoencoderModel)
 AutoConfig.register("hfgen-sentence-encoder", SentenceEncoderConfig)
 AutoModel.register(SentenceEncoderConfig, SentenceEncoderModel)
+AutoConfig.register("hfgen-rnn-classifier", RNNClassifierConfig)
+AutoModel.register(RNNClassifierConfig, RNNClassifierModel)
+AutoModelForSequenceClassification.register(RNNClassifierConfig, RNNClassifierForSequenceClassification)
 
 __all__ = ["MODEL_CONFIGS", "DCGANConfig", "DCGANModel", "VAEConfig", "VAEModel"]
 __all__ += [
@@ -58,3 +64,4 @@ __all__ += [
     "ImageEncoderModel",
 ]
 __all__ += ["SentenceEncoderConfig", "SentenceEncoderModel"]
+__all__ += ["RNNClassifierConfig", "RNNClassifierForSequenceClassification", "RNNClassifierModel"]

@@ -41,6 +41,7 @@ from ...data.text_classification import (
     tokenize_for_classification,
 )
 from ...losses.classification import classification_loss
+from ...losses.distillation import distillation_loss
 from ...metrics.classification import (
     confusion_matrix,
     default_metric,
@@ -57,6 +58,7 @@ from ..hardware import speed_choices
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
+from ..teacher import check_teacher_options, teacher_logits
 from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
 
@@ -80,6 +82,7 @@ class TextSplits:
     label_names: list[str] | None  # by class id; None for regression
     counts: dict  # rows dropped / truncated / mapped per split, for the log and eval_results.json
     max_length: int | None = None  # tokens per example the splits were cut to (classifier.max_length, resolved)
+    train_rows: object = None  # the training rows before tokenisation (a datasets.Dataset), for a teacher's own tokens
 
 
 class Classifier:
@@ -98,10 +101,17 @@ class Classifier:
         self.run = run
         accelerator = run.accelerator
         self.images = images = is_image_model(recipe)  # an hfgen image encoder: splits, loaders, model from classifier_images
+        check_teacher_options(recipe, images)
         self.tokenizer = tokenizer = None if images else load_tokenizer(recipe)
         self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
         names = self.names = splits.label_names
-        model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names)
+        model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names, tokenizer)
+        self.distillation = {}
+        if options.teacher is not None:
+            splits.train.teacher_logits, self.distillation = teacher_logits(
+                accelerator, recipe, names, tokenizer, splits.train, splits.train_rows, splits.max_length,
+                train.eval_batch_size or train.batch_size,
+            )  # fmt: skip
         self.max_length = max_length = None if images else splits.max_length
         if max_length is not None and max_length > getattr(model.config, "max_position_embeddings", max_length):
             raise RecipeError(
@@ -146,9 +156,14 @@ class Classifier:
         run.checkpoint_hooks.append(best_model_checkpoint_hooks(accelerator, run.output_dir))
 
     def step(self, batch) -> Step:
-        labels = batch.pop("labels")
+        labels, teacher = batch.pop("labels"), batch.pop("teacher_logits", None)
         logits = self.model(**batch).logits
-        loss = classification_loss(logits, labels, self.options.task, self.weights)
+        options = self.options
+        if teacher is None:
+            loss = classification_loss(logits, labels, options.task, self.weights)
+        else:
+            loss = distillation_loss(logits, teacher, labels, options.task, options.distill_temperature, options.distill_alpha,
+                                     options.distill_loss, self.weights)
         backward_and_step(self.run.accelerator, loss, self.model, self.optimizer, self.run.train.max_grad_norm)
         return Step(losses={"loss": loss}, count=labels.shape[0])
 
@@ -208,7 +223,7 @@ class Classifier:
             if matrix is not None:
                 save_confusion_matrix_png(matrix, names, out / "confusion_matrix.png", title=f"{self.recipe.data.dataset} / {self.recipe.data.eval_split}")
                 results["confusion_matrix"] = matrix.tolist()
-        results.update({"label_names": names, "data": self.splits.counts})
+        results.update({"label_names": names, "data": self.splits.counts, **self.distillation})
         if self.max_length is not None:
             results["max_length"] = self.max_length
         pipeline_tag = "image-classification" if self.images else "token-classification" if options.task == "token" else "text-classification"
@@ -299,7 +314,8 @@ def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
             logger.warning("%d of %d training texts (%.0f%%) reach classifier.max_length=%d and are cut; "
                            "classifier.max_length: auto picks a length that covers %.0f%% of them (classifier.max_length_quantile)",
                            at_cap, len(rows), 100 * at_cap / len(rows), max_length, 100 * options.max_length_quantile)
-    return TextSplits(tokenized["train"], tokenized.get("validation"), tokenized.get("test"), report.names, counts, max_length)
+    return TextSplits(tokenized["train"], tokenized.get("validation"), tokenized.get("test"), report.names, counts, max_length,
+                      train_rows=splits["train"])
 
 
 def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> int:
@@ -320,9 +336,11 @@ def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> i
     return length
 
 
-def build_classifier_model(recipe: Recipe, names: list[str] | None):
+def build_classifier_model(recipe: Recipe, names: list[str] | None, tokenizer=None):
     """transformers' sequence- or token-classification model for these labels; a pretrained head of
-    another size is re-initialised (with a warning), as ``ignore_mismatched_sizes`` does."""
+    another size is re-initialised (with a warning), as ``ignore_mismatched_sizes`` does. An hfgen RNN classifier
+    built from scratch takes its vocabulary size and padding id from `tokenizer`, and its embeddings from
+    `classifier.init_embeddings` when set."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from ...pretrained import resolve_pretrained
@@ -335,6 +353,28 @@ def build_classifier_model(recipe: Recipe, names: list[str] | None):
     if options.task in PROBLEM_TYPES:
         overrides["problem_type"] = PROBLEM_TYPES[options.task]
     auto_class = AutoModelForTokenClassification if options.task == "token" else AutoModelForSequenceClassification
+    recurrent = recipe.model.type == RNN_CLASSIFIER
+    if options.init_embeddings is not None and not recurrent:
+        raise RecipeError(f"{recipe.source}: classifier.init_embeddings applies to model.type {RNN_CLASSIFIER} built from scratch; "
+                          f"this run's model is {recipe.model.type or recipe.model.pretrained!r}")
+    if recurrent:
+        if options.task == "token":
+            raise RecipeError(f"{recipe.source}: model.type {RNN_CLASSIFIER} classifies whole texts; classifier.task token is not supported")
+        overrides.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        embeddings = pretrained_word_embeddings(recipe, tokenizer) if options.init_embeddings is not None else None
+        if embeddings is not None:
+            overrides["embedding_dim"] = embeddings.shape[1]
+        model = build_model(recipe, auto_class, **overrides)
+        if model.config.vocab_size < len(tokenizer):
+            raise RecipeError(f"{recipe.source}: model.vocab_size {model.config.vocab_size} is smaller than the tokenizer's "
+                              f"{len(tokenizer)} tokens; leave it unset (it follows the tokenizer)")
+        if embeddings is not None:
+            if model.config.embedding_dim != embeddings.shape[1]:
+                raise RecipeError(f"{recipe.source}: model.embedding_dim {model.config.embedding_dim} differs from the "
+                                  f"{embeddings.shape[1]} of classifier.init_embeddings={options.init_embeddings!r}; leave it unset")
+            with torch.no_grad():
+                model.get_input_embeddings().weight.copy_(embeddings)
+        return model
     load_kwargs = None
     if recipe.model.pretrained is not None:
         base = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
@@ -346,6 +386,27 @@ def build_classifier_model(recipe: Recipe, names: list[str] | None):
             )  # fmt: skip
         load_kwargs = {"ignore_mismatched_sizes": True}
     return build_model(recipe, auto_class, load_kwargs=load_kwargs, **overrides)
+
+
+RNN_CLASSIFIER = "hfgen-rnn-classifier"
+
+
+def pretrained_word_embeddings(recipe: Recipe, tokenizer) -> torch.Tensor:
+    """The (vocabulary, dim) input embeddings of `classifier.init_embeddings`, checked against the tokenizer."""
+    from transformers import AutoModel
+
+    from ...pretrained import resolve_pretrained
+
+    ref = (recipe.classifier or ClassifierSection()).init_embeddings
+    try:
+        weights = AutoModel.from_pretrained(resolve_pretrained(ref), dtype="float32").get_input_embeddings().weight.detach()
+    except (OSError, ValueError) as error:
+        raise RecipeError(f"{recipe.source}: classifier.init_embeddings={ref!r}: cannot load its embeddings ({error})") from None
+    if weights.shape[0] < len(tokenizer):
+        raise RecipeError(f"{recipe.source}: classifier.init_embeddings={ref!r} has {weights.shape[0]} token embeddings but the "
+                          f"tokenizer has {len(tokenizer)} tokens; use that model's own tokenizer (classifier.tokenizer)")
+    logger.info("embeddings: %d x %d copied from %s", len(tokenizer), weights.shape[1], ref)
+    return weights[: len(tokenizer)].clone()
 
 
 def class_weights(options: ClassifierSection, train: TokenizedTexts, names: list[str] | None, source: str | None) -> torch.Tensor | None:
