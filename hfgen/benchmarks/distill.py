@@ -106,8 +106,8 @@ def test_texts(dataset: str) -> list[str]:
     return [str(text) for text in build_dataset(dataset)["test"]["text"][:BATCH_64_TEXTS]]
 
 
-def run(quick: bool = False, threads: int | None = None) -> dict:
-    """Teacher and students on each set; returns (and prints) the table."""
+def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] = SETS) -> dict:
+    """Teacher and students on each of `sets`; returns (and prints) the table."""
     import tempfile
 
     import torch
@@ -119,7 +119,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     table = ["| set | model | test accuracy | of teacher | parameters | disk MB | train s | ex/s batch 1 | ex/s batch 64 |",
              "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="hfgen-distill-") as work:
-        for dataset in SETS:
+        for dataset in sets:
             teacher = teacher_folder(dataset, quick, Path(work))
             texts = test_texts(dataset)
             rows = {"teacher (MiniLM, 6 layers)": describe_model(teacher, texts)}
@@ -138,6 +138,6 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
                     f"| {row['examples_per_s_batch_64']:.0f} ({row['examples_per_s_batch_64'] / base['examples_per_s_batch_64']:.1f}x) |"
                 )
     print("\n".join(table), flush=True)
-    return {"machine": machine(threads), "settings": {"quick": quick, "sets": list(SETS), "inference": "fp32, tokenisation included",
+    return {"machine": machine(threads), "settings": {"quick": quick, "sets": list(sets), "inference": "fp32, tokenisation included",
                                                       "batch_1_texts": BATCH_ONE_TEXTS, "batch_64_texts": BATCH_64_TEXTS},
             "results": results, "table": table}

@@ -168,7 +168,7 @@ class TokenizedTexts(torch.utils.data.Dataset):
         self.token_type_ids: list[list[int]] | None = rows.get("token_type_ids")
         self.labels: list = rows["labels"]
         self.lengths = np.asarray(rows["length"], dtype=np.int64)
-        self.teacher_logits: np.ndarray | None = None  # (examples, outputs) float32 when distilling (hfgen.train.teacher)
+        self.teacher_logits: np.ndarray | None = None  # (examples, outputs) float32 when distilling (hfgen.train.methods.distillation)
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -112,10 +112,13 @@ class RNNClassifierModel(RNNClassifierPreTrainedModel):
         if not bool(mask[:, : lengths.max()].all()):  # not right-padded (e.g. a left-padding tokenizer)
             embedded, mask = _valid_first(embedded, mask), _valid_first(mask, mask)
         embedded = self.dropout(embedded)
-        # an empty row (no valid token) reads one padding step, so that every row has a state; its mask stays 0
-        packed = pack_padded_sequence(embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        outputs, state = self.encoder(packed)
-        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=length)  # (batch, length, features)
+        if bool(mask.all()):  # no padding (always so at batch 1): the plain pass, the same math without packing's cost
+            states, state = self.encoder(embedded)  # (batch, length, features)
+        else:
+            # an empty row (no valid token) reads one padding step, so that every row has a state; its mask stays 0
+            packed = pack_padded_sequence(embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            outputs, state = self.encoder(packed)
+            states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=length)  # (batch, length, features)
         valid = mask.unsqueeze(-1)
         if self.config.pooling == "max":
             pooled = states.masked_fill(~valid, torch.finfo(states.dtype).min).amax(dim=1)

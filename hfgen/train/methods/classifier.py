@@ -58,7 +58,7 @@ from ..hardware import speed_choices
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
-from ..teacher import check_teacher_options, teacher_logits
+from .distillation import check_teacher_options, teacher_logits
 from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
 

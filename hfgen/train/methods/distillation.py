@@ -1,5 +1,6 @@
-"""Distillation's teacher (`classifier.teacher`): a fine-tuned sequence classifier, frozen, whose outputs on the
-training texts are computed once at the start of a run and then travel with the batches (`teacher_logits`).
+"""Distillation, part of `method: classifier` (not a loop of its own): the teacher (`classifier.teacher`), a
+fine-tuned sequence classifier, frozen, whose outputs on the training texts are computed once at the start of a run
+and then travel with the batches (`teacher_logits`) into `hfgen.losses.distillation`.
 
 Once per run rather than per step: the teacher is frozen and the training texts are not augmented, so its outputs do
 not change between epochs; one forward pass over the training split (shared between processes) replaces one per
@@ -14,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from ..config import ClassifierSection, Recipe, RecipeError
-from ..data.text_classification import PaddingCollator, TokenizedTexts, tokenize_for_classification
+from ...config import ClassifierSection, Recipe, RecipeError
+from ...data.text_classification import PaddingCollator, TokenizedTexts, tokenize_for_classification
 
 logger = logging.getLogger("hfgen")
 
@@ -40,7 +41,7 @@ def load_teacher(recipe: Recipe, names: list[str] | None):
     import hfgen.models  # noqa: F401  (an hfgen teacher, e.g. an RNN classifier, loads too)
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..pretrained import resolve_pretrained
+    from ...pretrained import resolve_pretrained
 
     options = recipe.classifier or ClassifierSection()
     ref = options.teacher
