@@ -6,8 +6,9 @@ trained twice by its recipe, once distilled from the teacher and once on the lab
 every other setting equal): a BiLSTM (`recipes/finetune/bilstm_distil_<set>.yaml`, MiniLM's word embeddings) and a
 2-layer MiniLM cut from the teacher (`recipes/finetune/minilm2_distil_<set>.yaml`). Reported per model: test
 accuracy, parameters, size on disk, training seconds, and CPU inference examples/s (tokenisation included, fp32,
-`torch.inference_mode`) at batch 1 and batch 64 over the first test texts. Models are timed one after another in this
-process, at the same thread count.
+`torch.inference_mode`) at batch 1 and batch 64 over the first test texts, the best of `TIMING_PASSES` passes (one
+pass of 200 texts varied by +-20% between runs). Models are timed one after another in this process, at the same
+thread count. The students' folders stay in `outputs/distill_benchmark/` (a temporary folder with ``--quick``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETS = ("rotten_tomatoes_critics", "20newsgroups")
 STUDENTS = {"bilstm": "bilstm_distil_{}.yaml", "minilm2": "minilm2_distil_{}.yaml"}
 BATCH_ONE_TEXTS, BATCH_64_TEXTS = 200, 1280
+TIMING_PASSES = 3
 QUICK = {"data.max_train_samples": 400, "data.max_eval_samples": 200, "train.num_epochs": 1}
 
 
@@ -62,7 +64,8 @@ def train_student(dataset: str, student: str, teacher: Path, distilled: bool, qu
 
 
 def inference_speed(folder: Path, texts: list[str], batch_size: int, max_length: int) -> float:
-    """Examples/s of tokenise + forward (fp32, inference mode) over `texts` in batches of `batch_size`."""
+    """Examples/s of tokenise + forward (fp32, inference mode) over `texts` in batches of `batch_size`: the best of
+    `TIMING_PASSES` passes."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -72,11 +75,14 @@ def inference_speed(folder: Path, texts: list[str], batch_size: int, max_length:
     model = AutoModelForSequenceClassification.from_pretrained(folder, dtype="float32").eval()
     with torch.inference_mode():
         model(**tokenizer(texts[:batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"))  # warm-up
-        started = time.perf_counter()
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            model(**batch)
-        return len(texts) / (time.perf_counter() - started)
+        seconds = []
+        for _ in range(TIMING_PASSES):
+            started = time.perf_counter()
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                model(**batch)
+            seconds.append(time.perf_counter() - started)
+        return len(texts) / min(seconds)
 
 
 def describe_model(folder: Path, texts: list[str]) -> dict:
@@ -118,14 +124,15 @@ def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] =
     results: dict = {}
     table = ["| set | model | test accuracy | of teacher | parameters | disk MB | train s | ex/s batch 1 | ex/s batch 64 |",
              "|---|---|---|---|---|---|---|---|---|"]
-    with tempfile.TemporaryDirectory(prefix="hfgen-distill-") as work:
+    with tempfile.TemporaryDirectory(prefix="hfgen-distill-") as temporary:
+        work = Path(temporary) if quick else ROOT / "outputs" / "distill_benchmark"
         for dataset in sets:
-            teacher = teacher_folder(dataset, quick, Path(work))
+            teacher = teacher_folder(dataset, quick, work)
             texts = test_texts(dataset)
             rows = {"teacher (MiniLM, 6 layers)": describe_model(teacher, texts)}
             for student in STUDENTS:
                 for distilled in (True, False):
-                    folder = train_student(dataset, student, teacher, distilled, quick, Path(work))
+                    folder = train_student(dataset, student, teacher, distilled, quick, work)
                     label = f"{'BiLSTM' if student == 'bilstm' else 'MiniLM, 2 layers'} {'distilled' if distilled else 'labels only'}"
                     rows[label] = describe_model(folder, texts)
             results[dataset] = rows

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSequenceClassification, pipeline
 
+from hfgen.cli import evaluate_main
 from hfgen.config import RecipeError, load_recipe
 from hfgen.models import RNNClassifierForSequenceClassification
 from hfgen.train import run
@@ -111,8 +112,13 @@ def test_a_smaller_bert_cut_from_the_teacher_keeps_its_first_layers(toy, teacher
     assert _results(out)["eval_accuracy"] >= 0.9
 
 
-def test_predict_script_runs_an_rnn_classifier(toy, tmp_path):
+def test_predict_and_evaluate_scripts_run_an_rnn_classifier(toy, tmp_path):
     out = run(load_recipe(_recipe(tmp_path, toy, "rnn", *_rnn(toy), "train.num_epochs=2", data="clean")))
+    scores = tmp_path / "scores.json"
+    evaluate_main(["--model", str(out), "--dataset", str(toy["clean"]), "--split", "test", "--out", str(scores)])
+    evaluated = json.loads(scores.read_text())
+    assert evaluated["examples"] == 48
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(_results(out)["eval_accuracy"])  # the run's own test score
     source, target = tmp_path / "texts.csv", tmp_path / "predictions.csv"
     source.write_text("review\na great fun film\na dull boring plot\n")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(out), "--input", str(source),
