@@ -274,6 +274,12 @@ class ClassifierSection:
     distill_alpha: float = 0.5  # loss = alpha * soft-target loss + (1 - alpha) * the task loss on the labels
     distill_temperature: float = 2.0  # softens both distributions (kl); the soft term is scaled by T^2
     distill_loss: Literal["kl", "mse"] = "kl"  # kl: KL(teacher || student) at temperature T; mse: squared logit error (Tang et al. 2019)
+    # a transfer set (Tang et al. 2019): this many altered copies of each training text (words masked with
+    # distill_mask_prob; with distill_ngram_prob a copy is a random 1-5 word n-gram instead), labelled by the teacher
+    # (its outputs as soft targets, its prediction as the label); 0: the training texts only
+    distill_augment: int = 0
+    distill_mask_prob: float = 0.1
+    distill_ngram_prob: float = 0.25
     # an hfgen-rnn-classifier student: copy the word embeddings of this BERT-family folder / Hub id / alias (its
     # vocabulary must be the tokenizer's; model.embedding_dim follows it); null: random embeddings
     init_embeddings: str | None = None
@@ -386,7 +392,8 @@ RANGES: dict[type, dict[str, Range]] = {
         "threshold": FRACTION, "max_length": Range(low=2), "max_length_quantile": Range(low=0, high=1, low_open=True), "validation_size": Range(low=0, high=1, high_open=True),
         "early_stopping_patience": AT_LEAST_ONE, "early_stopping_threshold": NON_NEGATIVE, "class_weights": NON_NEGATIVE,
         "layer_lr_decay": Range(low=0, high=1, low_open=True), "image_crop_scale": Range(low=0, high=1, low_open=True, ordered=True),
-        "distill_alpha": PROBABILITY, "distill_temperature": POSITIVE,
+        "distill_alpha": PROBABILITY, "distill_temperature": POSITIVE, "distill_augment": NON_NEGATIVE,
+        "distill_mask_prob": PROBABILITY, "distill_ngram_prob": PROBABILITY,
     },
     AutoencoderSection: {"num_sample_images": AT_LEAST_ONE},
 }

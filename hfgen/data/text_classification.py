@@ -170,6 +170,19 @@ class TokenizedTexts(torch.utils.data.Dataset):
         self.lengths = np.asarray(rows["length"], dtype=np.int64)
         self.teacher_logits: np.ndarray | None = None  # (examples, outputs) float32 when distilling (hfgen.train.methods.distillation)
 
+    @classmethod
+    def concatenate(cls, parts: list[TokenizedTexts]) -> TokenizedTexts:
+        """The examples of `parts`, in order, as one set (each part with or without teacher outputs, all alike)."""
+        joined = cls.__new__(cls)
+        joined.input_ids = [ids for part in parts for ids in part.input_ids]
+        types = [part.token_type_ids for part in parts]
+        joined.token_type_ids = None if any(t is None for t in types) else [row for t in types for row in t]
+        joined.labels = [label for part in parts for label in part.labels]
+        joined.lengths = np.concatenate([part.lengths for part in parts])
+        logits = [part.teacher_logits for part in parts]
+        joined.teacher_logits = None if any(t is None for t in logits) else np.concatenate(logits)
+        return joined
+
     def __len__(self) -> int:
         return len(self.input_ids)
 

@@ -163,3 +163,64 @@ def test_a_teacher_with_other_classes_is_refused_by_name(classifier_recipe, tmp_
     other = save_tiny_bert(tmp_path / "other", head_labels=["sports", "politics"])
     with pytest.raises(RecipeError, match=r"the teacher's classes \['sports', 'politics'\] are not the run's classes \['neg', 'pos'\]"):
         run(load_recipe(classifier_recipe("single_label", f"classifier.teacher={other}")))
+
+
+def test_transfer_set_copies_are_seeded_masked_and_cut_to_ngrams():
+    import datasets
+
+    from hfgen.train.methods.distillation import augment_rows
+
+    words = [f"w{i}" for i in range(12)]
+    rows = datasets.Dataset.from_dict({"text": [" ".join(words)] * 200, "labels": list(range(200))})
+    copies = augment_rows(rows, "text", None, 3, seed=7, mask_token="[MASK]", mask_prob=0.1, ngram_prob=0.25)
+    assert len(copies) == 600 and copies["labels"][:] == list(range(200)) * 3  # other columns copied, row order kept
+    assert copies[:] == augment_rows(rows, "text", None, 3, seed=7, mask_token="[MASK]", mask_prob=0.1, ngram_prob=0.25)[:]
+    texts = [text.split() for text in copies["text"]]
+    whole = [t for t in texts if len(t) == 12]
+    cut = [t for t in texts if len(t) < 12]
+    assert 0.2 < len(cut) / len(texts) < 0.3  # ngram_prob
+    assert all(1 <= len(t) <= 5 for t in cut)
+    masked = sum(word == "[MASK]" for t in whole for word in t) / (12 * len(whole))
+    assert 0.07 < masked < 0.13  # mask_prob
+    for t in cut:  # a contiguous run of the (masked) words
+        first = next(int(w[1:]) for w in t if w != "[MASK]") if any(w != "[MASK]" for w in t) else None
+        if first is not None:
+            offset = t.index(f"w{first}")
+            assert all(w in ("[MASK]", f"w{first - offset + j}") for j, w in enumerate(t))
+    pairs = datasets.Dataset.from_dict({"a": ["x y z"] * 50, "b": ["p q r s"] * 50})
+    paired = augment_rows(pairs, "a", "b", 1, seed=0, mask_token="[MASK]", mask_prob=0.5, ngram_prob=1.0)
+    assert all(len(a.split()) == 3 and len(b.split()) == 4 for a, b in zip(paired["a"], paired["b"]))  # pairs are never cut
+
+
+def test_teacher_labels_and_concatenated_training_sets():
+    import numpy as np
+
+    from hfgen.data.text_classification import TokenizedTexts
+    from hfgen.train.methods.distillation import teacher_labels
+
+    logits = np.array([[2.0, -1.0, 0.5], [-3.0, 0.0, 4.0]], dtype=np.float32)
+    assert teacher_labels(logits, "single_label", 0.5) == [0, 2]
+    assert teacher_labels(logits, "multi_label", 0.5) == [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    assert teacher_labels(logits[:, :1], "regression", 0.5) == [2.0, -3.0]
+
+    def part(ids, labels, with_logits):
+        texts = TokenizedTexts.__new__(TokenizedTexts)
+        texts.input_ids, texts.token_type_ids, texts.labels = ids, None, labels
+        texts.lengths = np.array([len(i) for i in ids])
+        texts.teacher_logits = np.ones((len(ids), 2), dtype=np.float32) * with_logits
+        return texts
+
+    joined = TokenizedTexts.concatenate([part([[1, 2], [3]], [0, 1], 1.0), part([[4, 5, 6]], [1], 2.0)])
+    assert len(joined) == 3 and joined.labels == [0, 1, 1] and joined.lengths.tolist() == [2, 1, 3]
+    row = joined[2]
+    assert row["input_ids"] == [4, 5, 6] and row["labels"] == 1 and row["teacher_logits"].tolist() == [2.0, 2.0]
+    assert joined.teacher_logits[:, 0].tolist() == [1.0, 1.0, 2.0]
+
+
+def test_a_transfer_set_adds_the_stated_number_of_teacher_labelled_copies(toy, teacher, tmp_path):
+    out = run(load_recipe(_recipe(tmp_path, toy, "augmented", *_rnn(toy), f"classifier.teacher={teacher}", "classifier.distill_augment=2",
+                                  "train.num_epochs=1")))
+    results = _results(out)
+    assert results["distill_augmented_examples"] == 2 * 160 and results["train_examples"] == 3 * 160
+    with pytest.raises(RecipeError, match="distill_augment=2: the altered copies are labelled by a teacher"):
+        run(load_recipe(_recipe(tmp_path, toy, "no_teacher", *_rnn(toy), "classifier.distill_augment=2")))

@@ -58,7 +58,7 @@ from ..hardware import speed_choices
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
-from .distillation import check_teacher_options, teacher_logits
+from .distillation import check_teacher_options, distillation_training_set
 from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
 
@@ -107,8 +107,8 @@ class Classifier:
         names = self.names = splits.label_names
         model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names, tokenizer)
         self.distillation = {}
-        if options.teacher is not None:
-            splits.train.teacher_logits, self.distillation = teacher_logits(
+        if options.teacher is not None:  # the teacher's outputs ride with the training set (and its transfer set)
+            splits.train, self.distillation = distillation_training_set(
                 accelerator, recipe, names, tokenizer, splits.train, splits.train_rows, splits.max_length,
                 train.eval_batch_size or train.batch_size,
             )  # fmt: skip

@@ -2,9 +2,9 @@
 fine-tuned sequence classifier, frozen, whose outputs on the training texts are computed once at the start of a run
 and then travel with the batches (`teacher_logits`) into `hfgen.losses.distillation`.
 
-Once per run rather than per step: the teacher is frozen and the training texts are not augmented, so its outputs do
-not change between epochs; one forward pass over the training split (shared between processes) replaces one per
-step. A resumed run computes them again (one inference pass; nothing pickled or cached beside the checkpoints).
+Once per run rather than per step: the teacher is frozen and the texts do not change between epochs (the transfer
+set of `classifier.distill_augment` is drawn once, seeded), so one forward pass over them (shared between
+processes) replaces one per step. A resumed run computes them again (one inference pass; nothing pickled or cached beside the checkpoints).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def check_teacher_options(recipe: Recipe, images: bool) -> None:
     """What a distillation recipe must not combine, before any data or model work."""
     options = recipe.classifier or ClassifierSection()
     if options.teacher is None:
+        if options.distill_augment:
+            raise RecipeError(f"{recipe.source}: classifier.distill_augment={options.distill_augment}: the altered copies are labelled by "
+                              "a teacher; set classifier.teacher, or distill_augment: 0")
         return
     if images:
         raise RecipeError(f"{recipe.source}: classifier.teacher: distillation is for text classifiers; this run trains an image model")
@@ -90,40 +93,109 @@ def same_vocabulary(a, b) -> bool:
     return type(a).__name__ == type(b).__name__ and a.get_vocab() == b.get_vocab() and a.pad_token_id == b.pad_token_id
 
 
-@torch.no_grad()
-def teacher_logits(accelerator, recipe: Recipe, names, tokenizer, train: TokenizedTexts, train_rows, max_length: int,
-                   batch_size: int) -> tuple[np.ndarray, dict]:
-    """(examples, outputs) float32 teacher logits for the training split in the student's class order, computed
-    once, the rows shared between the processes (each runs its share, then all are gathered); and a summary for the
-    log and eval_results.json."""
+def distillation_training_set(accelerator, recipe: Recipe, names, tokenizer, train: TokenizedTexts, train_rows, max_length: int,
+                              batch_size: int) -> tuple[TokenizedTexts, dict]:
+    """The training set with the teacher's outputs (`teacher_logits`), followed by `classifier.distill_augment` altered
+    copies of each text that the teacher labels (`augment_rows`); and a summary for the log and eval_results.json."""
     options, data = recipe.classifier or ClassifierSection(), recipe.data
     started = time.perf_counter()
     teacher, teacher_tokenizer, order = load_teacher(recipe, names)
-    if same_vocabulary(tokenizer, teacher_tokenizer):
-        inputs = train
-    else:  # the teacher reads its own tokens of the same texts
+    teacher.to(accelerator.device)
+    shared = same_vocabulary(tokenizer, teacher_tokenizer)
+    train.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, train, train_rows, max_length, batch_size, shared)
+    summary = {"teacher": shareable_reference(options.teacher), "distill_alpha": options.distill_alpha, "distill_temperature": options.distill_temperature,
+               "distill_loss": options.distill_loss}
+    if options.task == "single_label":
+        summary["teacher_train_accuracy"] = float((train.teacher_logits.argmax(-1) == np.asarray(train.labels)).mean())
+    logger.info("teacher %s: outputs for %d training texts in %.1f s%s", options.teacher, len(train), time.perf_counter() - started,
+                f" (its training accuracy {summary['teacher_train_accuracy']:.4f})" if "teacher_train_accuracy" in summary else "")
+    if options.distill_augment:
+        mask = tokenizer.mask_token or tokenizer.unk_token
+        if mask is None:
+            raise RecipeError(f"{recipe.source}: classifier.distill_augment masks words, but the tokenizer has neither a mask nor an unknown token")
+        rows = augment_rows(train_rows, data.text_column, data.text_pair_column, options.distill_augment, recipe.train.seed, mask,
+                            options.distill_mask_prob, options.distill_ngram_prob)
+        tokens, _ = tokenize_for_classification(rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
+                                                max_length=max_length, task=options.task, label_names=names)
+        extra = TokenizedTexts(tokens)
+        extra.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, extra, rows, max_length, batch_size, shared)
+        extra.labels = teacher_labels(extra.teacher_logits, options.task, options.threshold)
+        train = TokenizedTexts.concatenate([train, extra])
+        summary["distill_augmented_examples"] = len(extra)
+        logger.info("transfer set: %d altered copies of the training texts (classifier.distill_augment=%d), labelled by the teacher",
+                    len(extra), options.distill_augment)
+    summary["teacher_seconds"] = round(time.perf_counter() - started, 2)
+    del teacher
+    return train, summary
+
+
+def augment_rows(rows, text_column: str, text_pair_column: str | None, copies: int, seed: int, mask_token: str,
+                 mask_prob: float, ngram_prob: float):
+    """`copies` altered copies of every row (Tang et al. 2019, section 3.2, without POS-guided replacement): each
+    whitespace word is replaced by `mask_token` with `mask_prob`; then, with `ngram_prob`, the copy keeps only a
+    random n-gram (n from 1 to 5 words) of it (single texts only: a pair keeps both whole). Other columns are
+    copied. The same `seed` gives the same copies on every process."""
+    import random
+
+    import datasets
+
+    rng = random.Random(seed)
+    table = rows[:]
+    out = {column: [] for column in rows.column_names}
+    for _ in range(copies):
+        for i in range(len(rows)):
+            for column in rows.column_names:
+                out[column].append(table[column][i])
+            for column in (text_column, text_pair_column):
+                if column is None:
+                    continue
+                words = [mask_token if rng.random() < mask_prob else word for word in str(table[column][i]).split()]
+                if text_pair_column is None and len(words) > 1 and rng.random() < ngram_prob:
+                    n = rng.randint(1, min(5, len(words)))
+                    first = rng.randint(0, len(words) - n)
+                    words = words[first : first + n]
+                out[column][-1] = " ".join(words)
+    return datasets.Dataset.from_dict(out, features=rows.features)
+
+
+def teacher_labels(logits: np.ndarray, task: str, threshold: float) -> list:
+    """The teacher's prediction as a label: the class id, the multi-hot vector above `threshold`, or the value."""
+    if task == "single_label":
+        return logits.argmax(-1).tolist()
+    if task == "multi_label":
+        return (1.0 / (1.0 + np.exp(-logits)) > threshold).astype(np.float32).tolist()
+    return logits[:, 0].tolist()
+
+
+@torch.no_grad()
+def teacher_logits(accelerator, teacher, teacher_tokenizer, order: list[int], recipe: Recipe, texts: TokenizedTexts, rows,
+                   max_length: int, batch_size: int, shared_vocabulary: bool) -> np.ndarray:
+    """(examples, outputs) float32 teacher logits for `texts` in the student's class order. The rows are shared
+    between the processes (each runs its share, then all are gathered back in row order). With a vocabulary of its
+    own the teacher reads its own tokens of the same `rows`."""
+    options, data = recipe.classifier or ClassifierSection(), recipe.data
+    inputs = texts
+    if not shared_vocabulary:
         tokens, _ = tokenize_for_classification(
-            train_rows, teacher_tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
+            rows, teacher_tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
             max_length=min(max_length, getattr(teacher.config, "max_position_embeddings", max_length)), task=options.task,
-            label_names=names,
         )  # fmt: skip
         inputs = TokenizedTexts(tokens)
-    teacher.to(accelerator.device)
     collator = PaddingCollator(teacher_tokenizer.pad_token_id, options.task)
     by_length = np.argsort(inputs.lengths, kind="stable")
     mine = by_length[accelerator.process_index :: accelerator.num_processes]  # similar lengths per batch, less padding
-    rows, outputs = [], []
+    found, outputs = [], []
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
-        batch = collator([inputs[int(i)] for i in chunk])
+        batch = collator([{k: v for k, v in inputs[int(i)].items() if k != "teacher_logits"} for i in chunk])
         batch.pop("labels")
         with accelerator.autocast():
             logits = teacher(**{k: v.to(accelerator.device) for k, v in batch.items()}).logits
         outputs.append(logits.float()[:, order])
-        rows.append(torch.as_tensor(chunk, dtype=torch.long))
+        found.append(torch.as_tensor(chunk, dtype=torch.long))
     width = len(order)
     mine_logits = torch.cat(outputs) if outputs else torch.zeros(0, width)
-    mine_rows = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+    mine_rows = torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
     if accelerator.num_processes > 1:  # shares differ by at most one row: pad to one size, gather, drop the padding
         size = -(-len(inputs) // accelerator.num_processes)
         pad = size - len(mine_rows)
@@ -134,12 +206,4 @@ def teacher_logits(accelerator, recipe: Recipe, names, tokenizer, train: Tokeniz
         mine_logits, mine_rows = all_logits[keep], all_rows[keep]
     result = np.zeros((len(inputs), width), dtype=np.float32)
     result[mine_rows.cpu().numpy()] = mine_logits.cpu().numpy()
-    seconds = time.perf_counter() - started
-    summary = {"teacher": shareable_reference(options.teacher), "distill_alpha": options.distill_alpha, "distill_temperature": options.distill_temperature,
-               "distill_loss": options.distill_loss, "teacher_seconds": round(seconds, 2)}
-    if options.task == "single_label":
-        summary["teacher_train_accuracy"] = float((result.argmax(-1) == np.asarray(train.labels)).mean())
-    logger.info("teacher %s: outputs for %d training texts in %.1f s%s", options.teacher, len(inputs), seconds,
-                f" (its training accuracy {summary['teacher_train_accuracy']:.4f})" if "teacher_train_accuracy" in summary else "")
-    del teacher
-    return result, summary
+    return result
