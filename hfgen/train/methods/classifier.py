@@ -13,6 +13,12 @@ steps), the best model by ``metric_for_best_model`` is kept in ``output_dir/best
 stopping after ``early_stopping_patience`` evaluations without improvement), and at the end that
 model is scored on the test split (``data.eval_split``) and saved with its tokenizer, model card,
 ``eval_results.json`` and a confusion-matrix PNG.
+
+Distillation (``classifier.teacher``, `hfgen.train.methods.distillation`): a fine-tuned teacher's outputs on the
+training texts (and on a seeded transfer set of altered copies, ``classifier.distill_augment``) are computed once and
+ride with the batches; the loss is `hfgen.losses.distillation.distillation_loss`. The student is any model this
+method trains, e.g. ``model.type: hfgen-rnn-classifier`` (embeddings optionally from ``classifier.init_embeddings``)
+or the teacher's first layers (``model.pretrained: <teacher>`` + ``model.num_hidden_layers``).
 """
 
 from __future__ import annotations
@@ -58,9 +64,9 @@ from ..hardware import speed_choices
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
-from .distillation import check_teacher_options, distillation_training_set
 from ..selection import BEST_DIR, ModelSelection, best_model_checkpoint_hooks, load_best_model, metric_greater_is_better, save_best_model
 from .classifier_images import build_image_classifier, build_image_loader, image_classifier_files, is_image_model, load_image_classifier_splits
+from .distillation import check_teacher_options, distillation_training_set
 
 logger = logging.getLogger("hfgen")
 
