@@ -21,8 +21,7 @@ def build_model(recipe: Recipe, auto_class=None, load_kwargs: dict | None = None
     spec = recipe.model
     fields = {**config_overrides, **spec.config}
     if spec.type is not None:
-        config = AutoConfig.for_model(spec.type, **fields)
-        return auto_class.from_config(config)
+        return auto_class.from_config(_config_for(recipe, fields))
     from ..pretrained import resolve_pretrained
 
     pretrained = resolve_pretrained(spec.pretrained)
@@ -44,8 +43,18 @@ def model_config(recipe: Recipe):
     from ..pretrained import resolve_pretrained
 
     if recipe.model.type is not None:
-        return AutoConfig.for_model(recipe.model.type, **recipe.model.config)
+        return _config_for(recipe, recipe.model.config)
     config = AutoConfig.from_pretrained(resolve_pretrained(recipe.model.pretrained), revision=recipe.model.revision)
     for key, value in recipe.model.config.items():
         setattr(config, key, value)
     return config
+
+
+def _config_for(recipe: Recipe, fields: dict):
+    """`model.type`'s config with `fields`; a value the config refuses is a recipe error naming the recipe."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.for_model(recipe.model.type, **fields)
+    except ValueError as error:
+        raise RecipeError(f"{recipe.source}: model: {error}") from None

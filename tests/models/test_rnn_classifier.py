@@ -91,6 +91,14 @@ def test_initialisation_forget_bias_padding_row_and_frozen_embeddings():
     assert all(p.requires_grad for n, p in model.named_parameters() if "embeddings" not in n)
 
 
+def test_frozen_embeddings_stay_frozen_after_loading_and_any_attention_setting_is_accepted(tmp_path):
+    model = RNNClassifierForSequenceClassification(tiny_config(freeze_embeddings=True))
+    model.set_attn_implementation("sdpa")  # what a trainer asks of every text model on a GPU: nothing to change here
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert not loaded.rnn.embeddings.weight.requires_grad and loaded.rnn.encoder.weight_hh_l0.requires_grad
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"cell": "transformer"}, "cell='transformer' is not supported"),
     ({"pooling": "cls"}, "pooling='cls' is not supported"),

@@ -159,6 +159,11 @@ def test_recipes_that_cannot_distil_are_refused(classifier_recipe, teacher, over
         run(load_recipe(classifier_recipe(task, f"classifier.teacher={teacher}", *extra)))
 
 
+def test_a_bad_rnn_config_value_is_a_recipe_error(toy, tmp_path):
+    with pytest.raises(RecipeError, match=r"rnn.yaml: model: RNNClassifierConfig: cell='transformer' is not supported"):
+        run(load_recipe(_recipe(tmp_path, toy, "rnn", *_rnn(toy), "model.cell=transformer")))
+
+
 def test_a_teacher_with_other_classes_is_refused_by_name(classifier_recipe, tmp_path):
     other = save_tiny_bert(tmp_path / "other", head_labels=["sports", "politics"])
     with pytest.raises(RecipeError, match=r"the teacher's classes \['sports', 'politics'\] are not the run's classes \['neg', 'pos'\]"):

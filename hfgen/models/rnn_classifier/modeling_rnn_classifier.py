@@ -30,6 +30,15 @@ class RNNClassifierPreTrainedModel(PreTrainedModel):
     base_model_prefix = "rnn"
     main_input_name = "input_ids"
     input_modalities = "text"
+    _supports_sdpa = True  # no attention at all: any attention setting a trainer picks (eager, sdpa) leaves it as it is
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # loading replaces the parameters built in __init__, so the frozen embedding table is frozen again here
+        model = super().from_pretrained(*args, **kwargs)
+        if model.config.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+        return model
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -109,7 +118,8 @@ class RNNClassifierModel(RNNClassifierPreTrainedModel):
             attention_mask = torch.ones(batch, length, dtype=torch.long, device=embedded.device)
         mask = attention_mask.to(torch.bool)
         lengths = mask.sum(dim=1)
-        if not bool(mask[:, : lengths.max()].all()):  # not right-padded (e.g. a left-padding tokenizer)
+        right_padded = torch.arange(length, device=mask.device) < lengths.unsqueeze(1)
+        if not bool(torch.equal(mask, right_padded)):  # not right-padded (e.g. a left-padding tokenizer)
             embedded, mask = _valid_first(embedded, mask), _valid_first(mask, mask)
         embedded = self.dropout(embedded)
         if bool(mask.all()):  # no padding (always so at batch 1): the plain pass, the same math without packing's cost

@@ -101,8 +101,12 @@ def distillation_training_set(accelerator, recipe: Recipe, names, tokenizer, tra
     started = time.perf_counter()
     teacher, teacher_tokenizer, order = load_teacher(recipe, names)
     teacher.to(accelerator.device)
-    shared = same_vocabulary(tokenizer, teacher_tokenizer)
-    train.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, train, train_rows, max_length, batch_size, shared)
+    limits = [getattr(teacher.config, "max_position_embeddings", None), getattr(teacher_tokenizer, "model_max_length", None)]
+    limit = min([value for value in limits if isinstance(value, int) and value < 10**6] or [max_length])
+    # the student's own tokens feed the teacher only when they are the teacher's and within its position limit
+    shared = same_vocabulary(tokenizer, teacher_tokenizer) and max_length <= limit
+    teacher_length = min(max_length, limit)
+    train.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, train, train_rows, teacher_length, batch_size, shared)
     summary = {"teacher": shareable_reference(options.teacher), "distill_alpha": options.distill_alpha, "distill_temperature": options.distill_temperature,
                "distill_loss": options.distill_loss}
     if options.task == "single_label":
@@ -118,7 +122,7 @@ def distillation_training_set(accelerator, recipe: Recipe, names, tokenizer, tra
         tokens, _ = tokenize_for_classification(rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
                                                 max_length=max_length, task=options.task, label_names=names)
         extra = TokenizedTexts(tokens)
-        extra.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, extra, rows, max_length, batch_size, shared)
+        extra.teacher_logits = teacher_logits(accelerator, teacher, teacher_tokenizer, order, recipe, extra, rows, teacher_length, batch_size, shared)
         extra.labels = teacher_labels(extra.teacher_logits, options.task, options.threshold)
         train = TokenizedTexts.concatenate([train, extra])
         summary["distill_augmented_examples"] = len(extra)
@@ -172,13 +176,14 @@ def teacher_logits(accelerator, teacher, teacher_tokenizer, order: list[int], re
                    max_length: int, batch_size: int, shared_vocabulary: bool) -> np.ndarray:
     """(examples, outputs) float32 teacher logits for `texts` in the student's class order. The rows are shared
     between the processes (each runs its share, then all are gathered back in row order). With a vocabulary of its
-    own the teacher reads its own tokens of the same `rows`."""
+    own (or texts longer than its limit, `max_length`) the teacher reads its own tokens of the same `rows`. A transfer
+    set's mask token is the student tokenizer's: a teacher with another vocabulary reads it as plain text."""
     options, data = recipe.classifier or ClassifierSection(), recipe.data
     inputs = texts
     if not shared_vocabulary:
         tokens, _ = tokenize_for_classification(
             rows, teacher_tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
-            max_length=min(max_length, getattr(teacher.config, "max_position_embeddings", max_length)), task=options.task,
+            max_length=max_length, task=options.task,
         )  # fmt: skip
         inputs = TokenizedTexts(tokens)
     collator = PaddingCollator(teacher_tokenizer.pad_token_id, options.task)
@@ -189,6 +194,7 @@ def teacher_logits(accelerator, teacher, teacher_tokenizer, order: list[int], re
         chunk = mine[start : start + batch_size]
         batch = collator([{k: v for k, v in inputs[int(i)].items() if k != "teacher_logits"} for i in chunk])
         batch.pop("labels")
+        batch = {k: v for k, v in batch.items() if k in teacher_tokenizer.model_input_names}  # e.g. DistilBERT: no token_type_ids
         with accelerator.autocast():
             logits = teacher(**{k: v.to(accelerator.device) for k, v in batch.items()}).logits
         outputs.append(logits.float()[:, order])
