@@ -84,12 +84,20 @@ def classifier_task(model) -> str:
     return "single_label"
 
 
+def token_limit(tokenizer, config) -> int | None:
+    """The most tokens a model reads: the least of its position embeddings and its tokenizer's ``model_max_length``
+    (a tokenizer that sets none says ~1e30, which does not count); None when neither says."""
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(v) for v in limits if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 10**6]
+    return min(limits) if limits else None
+
+
 def default_max_length(tokenizer, config, max_length: int | None = None) -> int:
-    """``max_length``, else the tokenizer's limit, at most 512 and at most the model's position embeddings."""
+    """``max_length``, else the model's `token_limit`, at most 512."""
     if max_length:
         return max_length
-    limit = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
-    return min(limit, getattr(config, "max_position_embeddings", limit) or limit)
+    limit = token_limit(tokenizer, config)
+    return 512 if limit is None else min(512, limit)
 
 
 @torch.no_grad()

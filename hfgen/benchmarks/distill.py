@@ -63,16 +63,11 @@ def train_student(dataset: str, student: str, teacher: Path, distilled: bool, qu
     return run(load_recipe(_recipe_path(STUDENTS[student].format(dataset)), overrides))
 
 
-def inference_speed(folder: Path, texts: list[str], batch_size: int, max_length: int) -> float:
-    """Examples/s of tokenise + forward (fp32, inference mode) over `texts` in batches of `batch_size`: the best of
+def inference_speed(model, tokenizer, texts: list[str], batch_size: int, max_length: int) -> float:
+    """Examples/s of tokenise + forward (inference mode) over `texts` in batches of `batch_size`: the best of
     `TIMING_PASSES` passes."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    import hfgen.models  # noqa: F401  (registers the RNN classifier)
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype="float32").eval()
     with torch.inference_mode():
         model(**tokenizer(texts[:batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"))  # warm-up
         seconds = []
@@ -86,12 +81,13 @@ def inference_speed(folder: Path, texts: list[str], batch_size: int, max_length:
 
 
 def describe_model(folder: Path, texts: list[str]) -> dict:
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    import hfgen.models  # noqa: F401
+    import hfgen.models  # noqa: F401  (registers the RNN classifier)
 
     results = json.loads((folder / "eval_results.json").read_text())
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     max_length = int(results.get("max_length") or 128)
     return {
         "test_accuracy": results["eval_accuracy"],
@@ -100,8 +96,8 @@ def describe_model(folder: Path, texts: list[str]) -> dict:
         "disk_mb": round(sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 2**20, 1),
         "train_seconds": round(results["train_seconds"], 1),
         "epochs": round(results.get("epochs", 0), 2),
-        "examples_per_s_batch_1": round(inference_speed(folder, texts[:BATCH_ONE_TEXTS], 1, max_length), 1),
-        "examples_per_s_batch_64": round(inference_speed(folder, texts[:BATCH_64_TEXTS], 64, max_length), 1),
+        "examples_per_s_batch_1": round(inference_speed(model, tokenizer, texts[:BATCH_ONE_TEXTS], 1, max_length), 1),
+        "examples_per_s_batch_64": round(inference_speed(model, tokenizer, texts[:BATCH_64_TEXTS], 64, max_length), 1),
         "max_length": max_length,
     }
 

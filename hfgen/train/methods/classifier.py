@@ -330,10 +330,9 @@ def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> i
     options, data = recipe.classifier or ClassifierSection(), recipe.data
     if options.max_length != "auto":
         return options.max_length
-    limits = [512, getattr(model_config(recipe), "max_position_embeddings", 512)]
-    if isinstance(getattr(tokenizer, "model_max_length", None), int) and tokenizer.model_max_length < 10**6:
-        limits.append(tokenizer.model_max_length)
-    cap = min(limits)
+    from ...predict import default_max_length
+
+    cap = default_max_length(tokenizer, model_config(recipe))
     lengths = token_lengths(train_rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column, task=options.task)
     length, cut = choose_max_length(lengths, options.max_length_quantile, cap)
     logger.info("classifier.max_length auto: %d tokens covers %.1f%% of the %d training texts (quantile %g, model limit %d); "

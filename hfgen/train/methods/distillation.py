@@ -17,6 +17,7 @@ import torch
 
 from ...config import ClassifierSection, Recipe, RecipeError
 from ...data.text_classification import PaddingCollator, TokenizedTexts, tokenize_for_classification
+from ...predict import token_limit
 
 logger = logging.getLogger("hfgen")
 
@@ -49,16 +50,17 @@ def load_teacher(recipe: Recipe, names: list[str] | None):
     options = recipe.classifier or ClassifierSection()
     ref = options.teacher
     where = f"{recipe.source}: classifier.teacher={ref!r}"
+    folder = resolve_pretrained(ref)
     try:
-        config = AutoConfig.from_pretrained(resolve_pretrained(ref))
+        config = AutoConfig.from_pretrained(folder)
     except (OSError, ValueError) as error:
         raise RecipeError(f"{where}: not a model folder or Hub id ({error})") from None
     if not any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
         raise RecipeError(f"{where}: a teacher must be a fine-tuned sequence classifier; its architectures are {config.architectures}")
     order = teacher_label_order(config, names, options.task, where)
-    teacher = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(ref), dtype="float32")
+    teacher = AutoModelForSequenceClassification.from_pretrained(folder, dtype="float32")
     teacher.eval().requires_grad_(False)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(ref))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     return teacher, tokenizer, order
 
 
@@ -101,8 +103,7 @@ def distillation_training_set(accelerator, recipe: Recipe, names, tokenizer, tra
     started = time.perf_counter()
     teacher, teacher_tokenizer, order = load_teacher(recipe, names)
     teacher.to(accelerator.device)
-    limits = [getattr(teacher.config, "max_position_embeddings", None), getattr(teacher_tokenizer, "model_max_length", None)]
-    limit = min([value for value in limits if isinstance(value, int) and value < 10**6] or [max_length])
+    limit = token_limit(teacher_tokenizer, teacher.config) or max_length
     # the student's own tokens feed the teacher only when they are the teacher's and within its position limit
     shared = same_vocabulary(tokenizer, teacher_tokenizer) and max_length <= limit
     teacher_length = min(max_length, limit)
@@ -200,16 +201,12 @@ def teacher_logits(accelerator, teacher, teacher_tokenizer, order: list[int], re
         outputs.append(logits.float()[:, order])
         found.append(torch.as_tensor(chunk, dtype=torch.long))
     width = len(order)
-    mine_logits = torch.cat(outputs) if outputs else torch.zeros(0, width)
-    mine_rows = torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
-    if accelerator.num_processes > 1:  # shares differ by at most one row: pad to one size, gather, drop the padding
-        size = -(-len(inputs) // accelerator.num_processes)
-        pad = size - len(mine_rows)
-        mine_logits = torch.cat([mine_logits.to(accelerator.device), torch.zeros(pad, width, device=accelerator.device)])
-        mine_rows = torch.cat([mine_rows.to(accelerator.device), torch.full((pad,), -1, dtype=torch.long, device=accelerator.device)])
-        all_logits, all_rows = accelerator.gather(mine_logits).cpu(), accelerator.gather(mine_rows).cpu()
-        keep = all_rows >= 0
-        mine_logits, mine_rows = all_logits[keep], all_rows[keep]
+    mine_logits = torch.cat(outputs) if outputs else torch.zeros(0, width, device=accelerator.device)
+    mine_rows = torch.cat(found).to(accelerator.device) if found else torch.zeros(0, dtype=torch.long, device=accelerator.device)
+    # shares differ by at most one row: padded to one size (row -1), gathered, the padding dropped
+    all_logits = accelerator.gather(accelerator.pad_across_processes(mine_logits, dim=0)).cpu()
+    all_rows = accelerator.gather(accelerator.pad_across_processes(mine_rows, dim=0, pad_index=-1)).cpu()
+    keep = all_rows >= 0
     result = np.zeros((len(inputs), width), dtype=np.float32)
-    result[mine_rows.cpu().numpy()] = mine_logits.cpu().numpy()
+    result[all_rows[keep].numpy()] = all_logits[keep].numpy()
     return result
