@@ -144,6 +144,24 @@ class VAESection:
 
 
 @dataclass
+class DiffusionSection:
+    """Options of `method: diffusion` (hfgen.train.methods.diffusion): DDPM (Ho et al. 2020) with diffusers'
+    `UNet2DModel` (`model.type: unet2d`) and `DDPMScheduler`; class-conditional when `data.label_column` is set."""
+
+    num_train_timesteps: int = 1000  # T of the forward (noising) process
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"  # cosine (Nichol & Dhariwal 2021)
+    beta_start: float = 1.0e-4  # the linear schedules' first and last beta (Ho et al.); unused by the cosine one
+    beta_end: float = 0.02
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"  # what the UNet predicts: the noise (Ho et al.), v (Salimans & Ho 2022) or x0
+    sampler: Literal["ddim", "dpm_solver", "ddpm"] = "ddim"  # sampler of the grids and FID: DDIM (Song et al. 2021), DPM-Solver++ (Lu et al. 2022), or ancestral DDPM
+    num_inference_steps: int = 50  # sampler steps for the grids and FID
+    ema_decay: float | None = 0.9999  # UNet EMA (the saved UNet is the EMA one); null to disable
+    ema_warmup: bool = True  # EMA decay ramps up as 1 - (1 + step)^-2/3 (diffusers' use_ema_warmup) so short runs average recent weights
+    num_sample_images: int = 64  # images in each PNG grid, from a fixed seed (each class in turn when conditional)
+    fid: FIDSection = field(default_factory=FIDSection)  # every train.eval_every steps and at the end; the best model goes to output_dir/best
+
+
+@dataclass
 class TokenizerSection:
     """Options of `method: tokenizer` (hfgen.train.methods.tokenizer), and of the tokenizer an MLM run trains when it
     has none (`mlm.new_tokenizer`): a BERT WordPiece tokenizer trained on `data.train_split`. With
@@ -297,7 +315,7 @@ class AutoencoderSection:
 
 # The method-specific section each method reads, keyed by `method`. The run functions live in
 # hfgen.train.METHODS; a test checks both lists agree.
-METHOD_SECTIONS: dict[str, type] = {"gan": GANSection, "vae": VAESection, "tokenizer": TokenizerSection, "mlm": MLMSection, "contrastive": ContrastiveSection, "classifier": ClassifierSection, "autoencoder": AutoencoderSection}
+METHOD_SECTIONS: dict[str, type] = {"gan": GANSection, "vae": VAESection, "diffusion": DiffusionSection, "tokenizer": TokenizerSection, "mlm": MLMSection, "contrastive": ContrastiveSection, "classifier": ClassifierSection, "autoencoder": AutoencoderSection}
 
 
 @dataclass
@@ -312,6 +330,7 @@ class Recipe:
     hub: HubSection = field(default_factory=HubSection)
     gan: GANSection | None = None
     vae: VAESection | None = None
+    diffusion: DiffusionSection | None = None
     tokenizer: TokenizerSection | None = None
     mlm: MLMSection | None = None
     contrastive: ContrastiveSection | None = None
@@ -375,6 +394,8 @@ RANGES: dict[type, dict[str, Range]] = {
     GANSection: {"generator_learning_rate": POSITIVE, "discriminator_learning_rate": POSITIVE,
                  "ema_decay": Range(low=0, high=1, low_open=True, high_open=True), "num_sample_images": AT_LEAST_ONE},
     VAESection: {"kl_warmup_steps": NON_NEGATIVE, "num_sample_images": AT_LEAST_ONE},
+    DiffusionSection: {"num_train_timesteps": Range(low=2), "beta_start": FRACTION, "beta_end": FRACTION, "num_inference_steps": AT_LEAST_ONE,
+                       "ema_decay": Range(low=0, high=1, low_open=True, high_open=True), "num_sample_images": AT_LEAST_ONE},
     TokenizerSection: {"vocab_size": AT_LEAST_ONE, "min_frequency": AT_LEAST_ONE, "limit_alphabet": AT_LEAST_ONE,
                        "model_max_length": AT_LEAST_ONE, "max_documents": AT_LEAST_ONE},
     MLMSection: {"max_length": Range(low=3), "mask_rate": FRACTION},
@@ -590,18 +611,27 @@ def _check_hub_section(hub: HubSection, where: str) -> None:
         )
 
 
+DIFFUSERS_MODEL_TYPES = {"unet2d": "UNet2DModel"}
+"""`model.type` values that name a diffusers model class (its __init__ arguments are the config keys)."""
+
+
 def model_config_class(model_type: str, where: str = "recipe") -> type:
-    """The config class registered for `model_type` (hfgen's own and every transformers type)."""
+    """The config class registered for `model_type` (hfgen's own and every transformers type), or for a diffusers
+    type (`DIFFUSERS_MODEL_TYPES`) the model class itself."""
     import hfgen.models  # noqa: F401  (registers hfgen's model types)
     from transformers import CONFIG_MAPPING
 
+    if model_type in DIFFUSERS_MODEL_TYPES:
+        import diffusers
+
+        return getattr(diffusers, DIFFUSERS_MODEL_TYPES[model_type])
     try:
         return CONFIG_MAPPING[model_type]
     except KeyError:
-        known = [t for t in CONFIG_MAPPING.keys() if t.startswith("hfgen-")] + ["bert", "..."]
+        known = [t for t in CONFIG_MAPPING.keys() if t.startswith("hfgen-")] + list(DIFFUSERS_MODEL_TYPES) + ["bert", "..."]
         raise RecipeError(
             f"{where}: model.type: unknown model type {model_type!r}"
-            f"{_suggest(model_type, list(CONFIG_MAPPING.keys()))}; e.g. {known}"
+            f"{_suggest(model_type, list(CONFIG_MAPPING.keys()) + list(DIFFUSERS_MODEL_TYPES))}; e.g. {known}"
         ) from None
 
 

@@ -5,7 +5,7 @@ the model (read from its config, no flag needed):
   and hfgen image classifiers): the classification metrics of `hfgen.metrics.classification` on the
   split, computed by the very code that scores the trainer's test split (tokenisation, batching,
   `hfgen.train.methods.classifier.evaluate`), so a folder's ``eval_results.json`` and this agree;
-- **generators** (DCGAN, VAE): FID, KID and precision/recall of generated images against the split.
+- **generators** (DCGAN, VAE, diffusion pipelines): FID, KID and precision/recall of generated images against the split.
 
 Under ``accelerate launch`` a classifier's split is shared among the processes and every example
 still counts once (``gather_for_metrics``).
@@ -26,7 +26,11 @@ def model_kind(model: str, revision: str | None = None, trust_remote_code: bool 
     """``"classifier"`` when the saved model's architecture is a classification head, else ``"generator"``."""
     from transformers import AutoConfig
 
+    from .diffusion import is_pipeline
     from .pretrained import resolve_pretrained  # (importing hfgen registered its model types with AutoConfig)
+
+    if is_pipeline(model, revision):  # a diffusers pipeline (method: diffusion) generates
+        return "generator"
 
     config = AutoConfig.from_pretrained(resolve_pretrained(model), revision=revision, trust_remote_code=trust_remote_code)
     return "classifier" if any(a.endswith(CLASSIFIER_HEADS) for a in config.architectures or []) else "generator"

@@ -9,14 +9,19 @@ import torch
 
 
 def load_generator(model: str, revision: str | None = None, trust_remote_code: bool = False, device: str | None = None):
-    """Load an hfgen generator (anything with `generate(num_images, seed=...)`) through AutoModel."""
+    """Load an hfgen generator (anything with `generate(num_images, seed=...)`): a diffusers pipeline folder or repo
+    (`method: diffusion`, through `hfgen.diffusion.DiffusionGenerator`), else a transformers model through AutoModel."""
     import hfgen.models  # noqa: F401  (registers hfgen's model types)
     from transformers import AutoModel
 
+    from .diffusion import DiffusionGenerator, is_pipeline
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if is_pipeline(model, revision):  # stock diffusers components only: no custom code runs
+        return DiffusionGenerator.from_pretrained(model, revision=revision, device=device)
     loaded = AutoModel.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code, dtype=torch.float32)
     if not hasattr(loaded, "generate") or not callable(getattr(loaded, "generate")):
         raise ValueError(f"{model}: {type(loaded).__name__} is not an image generator (no generate method)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return loaded.to(device).eval()
 
 

@@ -56,7 +56,7 @@ def card_metadata(recipe: Recipe, results: dict, repo_id: str | None, pipeline_t
     entry = CATALOG.get(recipe.data.dataset)
     dataset_id = entry.hub_id if entry is not None else recipe.data.dataset
     metadata = {
-        "library_name": "transformers",
+        "library_name": "diffusers" if recipe.method == "diffusion" else "transformers",
         "tags": ["hfgen", recipe.method, recipe.model.type or "fine-tuned"],
         "datasets": [dataset_id],
         "license": "mit",
@@ -160,10 +160,10 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, revi
     from huggingface_hub.utils import get_token
 
     folder = Path(folder)
-    if not any((folder / name).is_file() for name in ("config.json", "tokenizer_config.json")):
+    if not any((folder / name).is_file() for name in ("config.json", "tokenizer_config.json", "model_index.json")):
         raise ValueError(
-            f"{folder} is not a saved model folder (no config.json or tokenizer_config.json): point it at a "
-            "finished run's train.output_dir or a folder written by save_pretrained"
+            f"{folder} is not a saved model folder (no config.json, tokenizer_config.json or model_index.json): point "
+            "it at a finished run's train.output_dir or a folder written by save_pretrained"
         )
     if not repo_id or repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
         raise ValueError(f"repo id {repo_id!r} is not of the form namespace/name (e.g. your-name/dcgan-fashion-mnist)")
@@ -287,6 +287,9 @@ def download_checkpoints(hub, output_dir: str | Path) -> Path | None:
 
 
 def _model_type(folder: Path) -> str:
+    if (folder / "model_index.json").is_file():  # a diffusers pipeline: its class name
+        name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+        return str(name[-1] if isinstance(name, list) else name or "pipeline")
     try:
         return json.loads((folder / "config.json").read_text()).get("model_type") or "model"
     except (OSError, ValueError):

@@ -26,6 +26,7 @@ from ..config import Recipe
 METHODS = {
     "gan": ("gan", "GAN"),
     "vae": ("vae", "VAE"),
+    "diffusion": ("diffusion", "Diffusion"),
     "tokenizer": ("tokenizer", None),
     "mlm": ("mlm", "MaskedLM"),
     "contrastive": ("contrastive", "contrastive_method"),

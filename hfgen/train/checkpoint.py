@@ -374,7 +374,8 @@ def _check_hyperparameters(run, saved: dict, path: Path) -> None:
 
 def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> None:
     """`save_pretrained` the unwrapped model into output_dir (plus text files such as the model
-    card), each file moved into place atomically, config.json last. Main process only writes."""
+    card), each file moved into place atomically, config.json (a pipeline's model_index.json) last, so a folder
+    that has one is whole. Main process only writes."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(output_dir)
@@ -386,7 +387,8 @@ def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathL
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         names = sorted(p.name for p in tmp.iterdir())
-        for name in [n for n in names if n != "config.json"] + ["config.json"]:
+        last = [n for n in ("config.json", "model_index.json") if n in names]
+        for name in [n for n in names if n not in last] + last:
             if (tmp / name).is_dir() and (out / name).is_dir():  # e.g. sentence-transformers' 1_Pooling/ of an overwritten run
                 shutil.rmtree(out / name)
             os.replace(tmp / name, out / name)

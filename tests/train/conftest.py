@@ -40,6 +40,9 @@ def write_recipe(tmp_path, tiny_images):
             "gan": {"type": "hfgen-dcgan", "latent_dim": 8, "generator_width": 8, "discriminator_width": 8},
             "vae": {"type": "hfgen-vae", "latent_dim": 4, "hidden_widths": [8, 16]},
             "autoencoder": {"type": "hfgen-image-encoder", "hidden_sizes": [8, 16], "depths": [1, 1]},
+            "diffusion": {"type": "unet2d", "sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+                          "layers_per_block": 1, "norm_num_groups": 4, "down_block_types": ["DownBlock2D", "DownBlock2D"],
+                          "up_block_types": ["UpBlock2D", "UpBlock2D"]},
         }[method]
         raw = {
             "method": method,
@@ -58,6 +61,8 @@ def write_recipe(tmp_path, tiny_images):
                 "mixed_precision": "no",  # fp32: exact comparisons, on any CPU
             },
         }
+        if method == "diffusion":  # a short schedule and few sampler steps: tiny runs stay fast
+            raw["diffusion"] = {"num_train_timesteps": 50, "num_inference_steps": 4, "num_sample_images": 8}
         for override in overrides:
             apply_override(raw, override)
         path = tmp_path / (name or f"{method}.yaml")

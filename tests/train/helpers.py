@@ -11,7 +11,8 @@ def read_metrics(output_dir) -> list[dict]:
 
 
 def assert_same_weights(dir_a, dir_b):
-    a, b = load_file(Path(dir_a) / "model.safetensors"), load_file(Path(dir_b) / "model.safetensors")
+    name = "unet/diffusion_pytorch_model.safetensors" if (Path(dir_a) / "model_index.json").is_file() else "model.safetensors"
+    a, b = load_file(Path(dir_a) / name), load_file(Path(dir_b) / name)
     assert a.keys() == b.keys()
     different = [k for k in a if not (a[k] == b[k]).all()]
     assert not different, f"tensors differ: {different[:5]}"
