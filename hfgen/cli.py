@@ -9,7 +9,7 @@ import sys
 
 # Which script trains which methods: a recipe of the other kind is refused, naming the right script.
 SCRIPT_METHODS = {
-    "scripts/pretrain.py": ("gan", "vae", "tokenizer", "mlm", "contrastive", "autoencoder"),
+    "scripts/pretrain.py": ("gan", "vae", "diffusion", "tokenizer", "mlm", "contrastive", "autoencoder"),
     "scripts/finetune.py": ("classifier",),
 }
 

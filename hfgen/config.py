@@ -251,6 +251,19 @@ class ContrastiveSection:
 
 
 @dataclass
+class SyntheticSection:
+    """Generated labelled images added to an image classifier's training split (generative data augmentation): a
+    class-conditional generator (hfgen DCGAN or VAE folder, or a `method: diffusion` pipeline; folder or Hub id)
+    draws `images_per_class` images of every class, once before training, from `seed`. Classes are matched by name
+    (the generator's `id2label`), else by id."""
+
+    model: str  # the class-conditional generator
+    images_per_class: int = 100  # generated images per class, added to the real training images
+    seed: int = 0  # of the generated images (the same set for every run with this seed)
+    revision: str | None = None  # branch, tag or commit of a Hub generator
+
+
+@dataclass
 class ClassifierSection:
     """Options of `method: classifier` (hfgen.train.methods.classifier): fine-tuning an encoder with a classification or
     regression head. Sentence pairs: set `data.text_pair_column`. Text columns and labels come from `data.*_column`;
@@ -301,6 +314,7 @@ class ClassifierSection:
     # an hfgen-rnn-classifier student: copy the word embeddings of this BERT-family folder / Hub id / alias (its
     # vocabulary must be the tokenizer's; model.embedding_dim follows it); null: random embeddings
     init_embeddings: str | None = None
+    synthetic: SyntheticSection | None = None  # image classifiers: generated labelled images added to training; null: real images only
 
 
 @dataclass
@@ -417,6 +431,7 @@ RANGES: dict[type, dict[str, Range]] = {
         "distill_mask_prob": PROBABILITY, "distill_ngram_prob": PROBABILITY,
     },
     AutoencoderSection: {"num_sample_images": AT_LEAST_ONE},
+    SyntheticSection: {"images_per_class": AT_LEAST_ONE, "seed": NON_NEGATIVE},
 }
 
 

@@ -85,7 +85,7 @@ class DiffusionGenerator(torch.nn.Module):
         (fresh entropy when None), drawn for all images up front: a seed gives the same images for any
         `batch_size` and device, and the global RNG is not touched. `labels`: one class id per image for a
         class-conditional model, or None to cycle through the classes."""
-        steps = num_inference_steps or self.num_inference_steps
+        steps = min(num_inference_steps or self.num_inference_steps, self.scheduler_config["num_train_timesteps"])
         labels = self.labels_for(num_images, labels)
         rng = torch.Generator()
         rng.seed() if seed is None else rng.manual_seed(seed)
@@ -143,8 +143,16 @@ class DiffusionGenerator(torch.nn.Module):
         if "unet" not in index or "scheduler" not in index:
             raise ValueError(f"{path}: model_index.json names {sorted(k for k in index if not k.startswith('_'))}; "
                              "hfgen samples pipelines with a unet and a scheduler (DDPMPipeline and its kind)")
-        unet = UNet2DModel.from_pretrained(str(path), subfolder="unet", revision=revision, torch_dtype=torch.float32)
-        scheduler_config = _read_json(path, "scheduler/scheduler_config.json", revision)
+        folder = Path(path)
+        if not folder.is_dir():  # a Hub repo: its unet and scheduler only (never the pipeline's code), from hub_endpoint()
+            from huggingface_hub import snapshot_download
+
+            from .hub import hub_endpoint
+
+            folder = Path(snapshot_download(str(path), revision=revision, endpoint=hub_endpoint(),
+                                            allow_patterns=["model_index.json", "unet/*", "scheduler/*"]))
+        unet = UNet2DModel.from_pretrained(str(folder), subfolder="unet", torch_dtype=torch.float32)
+        scheduler_config = _read_json(folder, "scheduler/scheduler_config.json", None)
         generator = cls(unet, scheduler_config, id2label=index.get("id2label"), sampler=sampler,
                         num_inference_steps=num_inference_steps)
         return generator.to(device or "cpu").eval()

@@ -187,6 +187,8 @@ def test_forward_rejects_wrong_images(bad_pixels):
         ({"likelihood": "poisson"}, "likelihood"),
         ({"gaussian_std": 0.0}, "gaussian_std"),
         ({"beta": -1.0}, "beta"),
+        ({"num_classes": -1}, "num_classes"),
+        ({"label_embedding_dim": 0}, "label_embedding_dim"),
     ],
 )
 def test_invalid_config_names_the_field(overrides, field):
@@ -259,3 +261,34 @@ def test_reduction_none_gives_per_image_terms_whose_mean_is_the_batch_loss():
     torch.testing.assert_close(per_image.kl.mean(), batch.kl)
     with pytest.raises(ValueError, match="reduction"):
         model(pixels, reduction="sum")
+
+
+def test_conditional_vae_takes_labels_in_encoder_and_decoder():
+    model = tiny_model(num_classes=3, label_embedding_dim=5)
+    x, labels = images(4), torch.tensor([0, 1, 2, 0])
+    out = model(x, labels=labels, sample=False)
+    assert out.loss.shape == () and out.reconstructions.shape == x.shape
+    with pytest.raises(ValueError, match="class-conditional"):
+        model(x)
+    with pytest.raises(ValueError, match="unconditional"):
+        tiny_model()(x, labels=labels)
+    # the label changes both the posterior and the decoding
+    mean_a, _ = model.encode(x, labels)
+    mean_b, _ = model.encode(x, torch.tensor([1, 2, 0, 1]))
+    assert not torch.allclose(mean_a, mean_b)
+    a = model.generate(3, seed=0, labels=[0, 0, 0])
+    b = model.generate(3, seed=0, labels=[2, 2, 2])
+    assert not torch.allclose(a, b)  # same latents, other class
+    assert torch.equal(model.generate(3, seed=0), model.generate(3, seed=0, labels=[0, 1, 2]))  # None: classes in turn
+    with pytest.raises(ValueError, match="class ids"):
+        model.generate(2, seed=0, labels=[0, 3])
+    with pytest.raises(ValueError, match="unconditional"):
+        tiny_model().generate(2, seed=0, labels=[0, 1])
+
+
+def test_conditional_vae_round_trips(tmp_path):
+    model = tiny_model(num_classes=3)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.num_classes == 3
+    assert torch.equal(model.generate(3, seed=1), loaded.generate(3, seed=1))

@@ -26,6 +26,8 @@ def test_ddpm_run_writes_a_diffusers_pipeline_folder(write_recipe):
     assert index["_class_name"] == "DDPMPipeline"
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file() and not list(out.glob("*.bin"))
     assert not (out / "config.json").exists()
+    for name in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json"):
+        assert str(out.parent) not in (out / name).read_text()  # no machine paths in what is shared
     card = (out / "README.md").read_text()
     assert "library_name: diffusers" in card and "pipeline_tag: unconditional-image-generation" in card
     assert (out / "sample_grid.png").is_file()

@@ -95,3 +95,35 @@ def test_killed_run_resumes_exactly_with_crops_and_flips(write_recipe, tmp_path,
     out = run(load_recipe(recipe))  # resume: auto: same crops, flips, data order and best-model selection
     assert_same_weights(out, reference)
     assert json.loads((out / "eval_results.json").read_text())["best_step"] == json.loads((reference / "eval_results.json").read_text())["best_step"]
+
+
+@pytest.mark.parametrize("family", ["gan", "diffusion"])
+def test_synthetic_images_from_a_conditional_generator_join_the_training_split(write_recipe, tmp_path, family):
+    extra = ["model.num_class_embeds=4"] if family == "diffusion" else []
+    generator = run(load_recipe(write_recipe(family, "data.label_column=label", "train.max_steps=2", *extra,
+                                             f"train.output_dir={tmp_path / family}", name=f"{family}.yaml")))
+    out = run(load_recipe(write_recipe(
+        "classifier", *CLASSIFY, f"classifier.synthetic.model={generator}", "classifier.synthetic.images_per_class=5",
+        "classifier.class_weights=balanced", model=ENCODER,
+    )))
+    train = json.loads((out / "eval_results.json").read_text())["data"]["train"]
+    assert train["real_examples"] == 36 and train["synthetic_examples"] == 20 and train["examples"] == 56
+
+
+def test_synthetic_images_per_class_and_class_matching(write_recipe, tmp_path):
+    from hfgen.config import RecipeError
+    from hfgen.data.synthetic import generate_labelled_images
+
+    generator = run(load_recipe(write_recipe("gan", "data.label_column=label", "train.max_steps=2",
+                                             f"train.output_dir={tmp_path / 'gan'}", name="gan.yaml")))
+    images = generate_labelled_images(str(generator), ["br", "tl"], 3, image_size=32, num_channels=3, seed=0)
+    assert len(images) == 6 and images.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    row = images[0]
+    assert row["pixel_values"].dtype == torch.uint8 and row["pixel_values"].shape == (3, 32, 32)
+    again = generate_labelled_images(str(generator), ["br", "tl"], 3, image_size=32, num_channels=3, seed=0)
+    assert torch.equal(images.pixel_values, again.pixel_values)  # seeded
+    with pytest.raises(ValueError, match="no class named"):
+        generate_labelled_images(str(generator), ["tl", "giraffe"], 1, image_size=28, num_channels=1)
+    unconditional = run(load_recipe(write_recipe("gan", "train.max_steps=2", f"train.output_dir={tmp_path / 'u'}", name="u.yaml")))
+    with pytest.raises(RecipeError, match="classifier.synthetic.model: .*unconditional"):
+        run(load_recipe(write_recipe("classifier", *CLASSIFY, f"classifier.synthetic.model={unconditional}", model=ENCODER)))

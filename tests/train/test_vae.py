@@ -23,3 +23,12 @@ def test_vae_trains_and_reports_test_elbo(write_recipe):
     assert "eval_elbo" in (out / "README.md").read_text()
     model = AutoModel.from_pretrained(out)
     assert model.generate(3, seed=1).shape == (3, 1, 28, 28)
+
+
+def test_conditional_vae_run_learns_the_label_names(write_recipe):
+    out = run(load_recipe(write_recipe("vae", "data.label_column=label", "train.max_steps=4", name="cvae.yaml")))
+    model = AutoModel.from_pretrained(out)
+    assert model.config.num_classes == 4 and model.config.id2label[3] == "br"
+    assert model.generate(4, seed=0, labels=[3, 3, 3, 3]).shape == (4, 1, 28, 28)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_images"] == 16 and math.isfinite(results["eval_elbo"])

@@ -34,6 +34,12 @@ class VAEConfig(PreTrainedConfig):
             reconstruction more against the KL term. Unused with `likelihood="bernoulli"`.
         beta (`float`, *optional*, defaults to 1.0):
             Weight of the KL term in the loss; 1.0 gives the negative ELBO, > 1 the beta-VAE objective.
+        num_classes (`int`, *optional*, defaults to 0):
+            0 for an unconditional VAE; otherwise a conditional VAE (Sohn et al. 2015) over this many classes: a
+            learned label embedding goes into the encoder (beside the conv features) and into the decoder (beside z),
+            so q(z|x, y) and p(x|z, y), and `generate` draws images of the classes asked for.
+        label_embedding_dim (`int`, *optional*, defaults to 16):
+            Size of each of the two label embeddings of a conditional VAE (unused when `num_classes` is 0).
 
     Example:
 
@@ -53,12 +59,16 @@ class VAEConfig(PreTrainedConfig):
     likelihood: str = "bernoulli"
     gaussian_std: float = 0.1
     beta: float = 1.0
+    num_classes: int = 0
+    label_embedding_dim: int = 16
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         _check_int(self, "image_size", allowed=(28, 32, 64))
         _check_int(self, "num_channels", allowed=(1, 3))
         _check_int(self, "latent_dim", minimum=1)
+        _check_int(self, "num_classes", minimum=0)
+        _check_int(self, "label_embedding_dim", minimum=1)
         widths = self.hidden_widths
         if (
             not isinstance(widths, (list, tuple))

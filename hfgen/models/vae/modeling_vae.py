@@ -47,8 +47,27 @@ class VAEOutput(ModelOutput):
     latent_logvar: torch.FloatTensor | None = None
 
 
+def _label_embedding(config: VAEConfig) -> nn.Embedding | None:
+    return nn.Embedding(config.num_classes, config.label_embedding_dim) if config.num_classes > 0 else None
+
+
+def _with_labels(features: torch.Tensor, embedding: nn.Embedding | None, labels, where: str) -> torch.Tensor:
+    """`features` (batch, d) with the label embedding appended for a conditional model; checks `labels`."""
+    if embedding is None:
+        if labels is not None:
+            raise ValueError(f"{where}: the model is unconditional (num_classes=0) but labels were given; pass labels=None.")
+        return features
+    if labels is None:
+        raise ValueError(f"{where}: the model is class-conditional (num_classes={embedding.num_embeddings}); pass labels, "
+                         f"a (batch,) tensor of class ids in [0, {embedding.num_embeddings}).")
+    if tuple(labels.shape) != (features.shape[0],):
+        raise ValueError(f"{where}: labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}.")
+    return torch.cat([features, embedding(labels.to(features.device)).to(features.dtype)], dim=1)
+
+
 class VAEEncoder(nn.Module):
-    """Images -> mean and log-variance of the diagonal Gaussian posterior q(z|x): stride-2 convs, then linear."""
+    """Images (and, for a conditional model, labels) -> mean and log-variance of the diagonal Gaussian posterior
+    q(z|x[, y]): stride-2 convs, then linear (over the conv features and the label embedding)."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -58,33 +77,38 @@ class VAEEncoder(nn.Module):
             in_channels = width
         self.layers = nn.Sequential(*layers)
         final_size = config.image_size // 2 ** len(config.hidden_widths)
-        self.latent_head = nn.Linear(in_channels * final_size**2, 2 * config.latent_dim)
+        self.label_embedding = _label_embedding(config)
+        labels_dim = config.label_embedding_dim if config.num_classes > 0 else 0
+        self.latent_head = nn.Linear(in_channels * final_size**2 + labels_dim, 2 * config.latent_dim)
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixel_values: torch.Tensor, labels: torch.LongTensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.layers(pixel_values).flatten(1)  # (batch, width * size * size)
+        features = _with_labels(features, self.label_embedding, labels, "VAEEncoder")
         mean, logvar = self.latent_head(features).chunk(2, dim=1)  # each (batch, latent_dim)
         # Bounds exp(logvar) so it can neither overflow nor vanish in low precision (as diffusers' VAEs do).
         return mean, logvar.clamp(-30.0, 20.0)
 
 
 class VAEDecoder(nn.Module):
-    """Latents -> per-pixel logits of p(x|z) (Bernoulli logits, or Gaussian means before the sigmoid): linear, then
-    stride-2 transposed convs mirroring the encoder."""
+    """Latents (and, for a conditional model, labels) -> per-pixel logits of p(x|z[, y]) (Bernoulli logits, or
+    Gaussian means before the sigmoid): linear, then stride-2 transposed convs mirroring the encoder."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
         widths = config.hidden_widths
         final_size = config.image_size // 2 ** len(widths)
         self.start_shape = (widths[-1], final_size, final_size)
-        self.latent_projection = nn.Linear(config.latent_dim, math.prod(self.start_shape))
+        self.label_embedding = _label_embedding(config)
+        labels_dim = config.label_embedding_dim if config.num_classes > 0 else 0
+        self.latent_projection = nn.Linear(config.latent_dim + labels_dim, math.prod(self.start_shape))
         layers = []
         for in_width, out_width in zip(widths[::-1], widths[-2::-1]):  # each doubles the height and width
             layers += [nn.ConvTranspose2d(in_width, out_width, 4, 2, 1), nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(widths[0], config.num_channels, 4, 2, 1)]
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu(self.latent_projection(latents))
+    def forward(self, latents: torch.Tensor, labels: torch.LongTensor | None = None) -> torch.Tensor:
+        hidden = F.relu(self.latent_projection(_with_labels(latents, self.label_embedding, labels, "VAEDecoder")))
         hidden = hidden.view(-1, *self.start_shape)  # (batch, channels, height, width)
         return self.layers(hidden)  # (batch, num_channels, image_size, image_size)
 
@@ -101,7 +125,7 @@ class VAEPreTrainedModel(PreTrainedModel):
         # through the network. transformers' default, a fixed N(0, 0.02), is 7x too small for the first conv
         # (fan_in 16) and so shrinks the signal, which slows early VAE training. `reset_parameters` goes through
         # torch.nn.init, which transformers guards, so weights loaded by from_pretrained are not re-initialized.
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             module.reset_parameters()
 
 
@@ -120,6 +144,7 @@ class VAEModel(VAEPreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor,
+        labels: torch.LongTensor | None = None,
         kl_weight: float = 1.0,
         sample: bool = True,
         generator: torch.Generator | None = None,
@@ -129,6 +154,7 @@ class VAEModel(VAEPreTrainedModel):
         """
         Args:
             pixel_values: (batch, num_channels, image_size, image_size) floats in [0, 1].
+            labels: (batch,) class ids, required exactly when the model is conditional (`num_classes` > 0).
             kl_weight: KL warm-up factor from the training loop; the KL term is weighted by `beta * kl_weight`.
             sample: draw z from q(z|x) with the reparameterization trick; False uses the posterior mean.
             generator: RNG for that draw (the global RNG when None); noise is drawn on its device.
@@ -138,13 +164,13 @@ class VAEModel(VAEPreTrainedModel):
         if reduction not in ("mean", "none"):
             raise ValueError(f"VAEModel: reduction must be 'mean' or 'none', got {reduction!r}")
         self._check_pixel_values(pixel_values)
-        mean, logvar = self.encoder(pixel_values)
+        mean, logvar = self.encoder(pixel_values, labels)
         latents = mean
         if sample:
             noise_device = generator.device if generator is not None else mean.device
             noise = torch.randn(mean.shape, generator=generator, device=noise_device).to(mean.device, mean.dtype)
             latents = mean + torch.exp(0.5 * logvar) * noise
-        decoder_output = self.decoder(latents)
+        decoder_output = self.decoder(latents, labels)
 
         # Sums over hundreds of pixels lose too much in bf16/fp16, so the loss is always computed in float32.
         with torch.autocast(device_type=pixel_values.device.type, enabled=False):
@@ -188,30 +214,46 @@ class VAEModel(VAEPreTrainedModel):
                 "the likelihood reads pixels on that scale, so do not normalize them to [-1, 1]."
             )
 
-    def encode(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (batch, channels, height, width) in [0, 1] -> posterior `(mean, logvar)`, each
-        (batch, latent_dim)."""
-        return self.encoder(pixel_values)
+    def encode(self, pixel_values: torch.Tensor, labels: torch.LongTensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (batch, channels, height, width) in [0, 1] (and their labels, for a conditional model) ->
+        posterior `(mean, logvar)`, each (batch, latent_dim)."""
+        return self.encoder(pixel_values, labels)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (batch, latent_dim) -> mean images of p(x|z), (batch, channels, height, width) in [0, 1]."""
-        return torch.sigmoid(self.decoder(latents))
+    def decode(self, latents: torch.Tensor, labels: torch.LongTensor | None = None) -> torch.Tensor:
+        """Latents (batch, latent_dim) (and labels, for a conditional model) -> mean images of p(x|z), (batch,
+        channels, height, width) in [0, 1]."""
+        return torch.sigmoid(self.decoder(latents, labels))
 
     @torch.no_grad()
-    def reconstruct(self, pixel_values: torch.Tensor) -> torch.FloatTensor:
+    def reconstruct(self, pixel_values: torch.Tensor, labels: torch.LongTensor | None = None) -> torch.FloatTensor:
         """Images in [0, 1] -> their reconstructions from the posterior mean (no sampling), float32 in [0, 1]."""
         with _eval_mode(self):
-            mean, _ = self.encode(pixel_values)
-            return self.decode(mean).float()
+            mean, _ = self.encode(pixel_values, labels)
+            return self.decode(mean, labels).float()
 
-    def generate(self, num_images: int, seed: int | None = None, batch_size: int = 256) -> torch.FloatTensor:
+    def generation_labels(self, num_images: int, labels=None) -> torch.LongTensor | None:
+        """Class ids for `generate`: `labels` (list or tensor, one per image) checked, or for a conditional model
+        classes 0..num_classes-1 in turn when None."""
+        num_classes = self.config.num_classes
+        if labels is None:
+            return torch.arange(num_images) % num_classes if num_classes else None
+        if not num_classes:
+            raise ValueError("VAEModel.generate: the model is unconditional (num_classes=0) but labels were given.")
+        labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if labels.numel() != num_images or labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"VAEModel.generate: labels must be {num_images} class ids in [0, {num_classes}).")
+        return labels
+
+    def generate(self, num_images: int, seed: int | None = None, labels=None, batch_size: int = 256) -> torch.FloatTensor:
         """
         Decodes `num_images` latents drawn from the prior N(0, I): (num_images, channels, height, width) float32 in
         [0, 1] on the model's device, in eval mode without gradients (each submodule's mode is restored after).
         Latents come from a private CPU `torch.Generator` seeded with `seed` (fresh entropy when None): a seed gives
         the same latents on any device and for any `batch_size` (so the same images, up to float rounding), and the
-        global RNG is left untouched.
+        global RNG is left untouched. A conditional model takes `labels`, one class id per image (None: each class
+        in turn).
         """
+        labels = self.generation_labels(num_images, labels)
         rng = torch.Generator()
         if seed is None:
             rng.seed()
@@ -222,7 +264,8 @@ class VAEModel(VAEPreTrainedModel):
         chunks = []
         with _eval_mode(self), torch.no_grad():
             for start in range(0, num_images, batch_size):
-                chunks.append(self.decode(latents[start : start + batch_size]).float())
+                batch_labels = labels[start : start + batch_size].to(self.device) if labels is not None else None
+                chunks.append(self.decode(latents[start : start + batch_size], batch_labels).float())
         return torch.cat(chunks)
 
 

@@ -108,6 +108,8 @@ class Classifier:
         accelerator = run.accelerator
         self.images = images = is_image_model(recipe)  # an hfgen image encoder: splits, loaders, model from classifier_images
         check_teacher_options(recipe, images)
+        if options.synthetic is not None and not images:
+            raise RecipeError(f"{recipe.source}: classifier.synthetic adds generated images: it applies to image classifiers only")
         self.tokenizer = tokenizer = None if images else load_tokenizer(recipe)
         self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
         names = self.names = splits.label_names

@@ -45,7 +45,7 @@ __all__ = ["ImageClassifierSplits", "build_image_classifier", "build_image_loade
 class ImageClassifierSplits:
     """The image splits of one classifier run (the counterpart of the text classifier's `TextSplits`)."""
 
-    train: ImageDataset
+    train: ImageDataset  # with classifier.synthetic: the real images, then the generated ones
     validation: ImageDataset | None
     test: ImageDataset | None
     label_names: list[str]
@@ -98,6 +98,19 @@ def load_image_classifier_splits(recipe: Recipe) -> ImageClassifierSplits:
     }
     for role, rows in images.items():
         counts[role]["examples"] = len(rows)
+    if options.synthetic is not None:  # generated labelled images join the real training images (not validation or test)
+        from ...data.synthetic import WithSynthetic, generate_labelled_images
+
+        synthetic = options.synthetic
+        try:
+            generated = generate_labelled_images(synthetic.model, report.names, synthetic.images_per_class, image_size, num_channels,
+                                                 seed=synthetic.seed, revision=synthetic.revision)
+        except (OSError, ValueError) as error:
+            raise RecipeError(f"{recipe.source}: classifier.synthetic.model: {error}") from None
+        counts["train"].update({"real_examples": len(images["train"]), "synthetic_examples": len(generated),
+                                "synthetic_model": synthetic.model, "synthetic_seed": synthetic.seed})
+        images["train"] = WithSynthetic([images["train"], generated])
+        counts["train"]["examples"] = len(images["train"])
     counts["unreadable_images_skipped"] = skipped
     return ImageClassifierSplits(images["train"], images.get("validation"), images.get("test"), report.names, counts)
 

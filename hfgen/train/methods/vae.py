@@ -1,7 +1,8 @@
 """`method: vae` — variational autoencoder training (Kingma & Welling 2014; beta-VAE) on images.
 
 The model computes its own loss (negative ELBO per image, in nats); this loop adds KL warm-up
-(Bowman et al. 2016), and reports the test-split ELBO per image.
+(Bowman et al. 2016), and reports the test-split ELBO per image. With `data.label_column` the VAE is
+class-conditional (Sohn et al. 2015: the label goes into encoder and decoder), so it generates labelled images.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 
 import torch
 
-from ...config import Recipe
+from ...config import Recipe, RecipeError
 from ...data import random_horizontal_flip, save_image_grid, to_float
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
@@ -37,7 +38,17 @@ class VAE:
         self.run = run
         config = model_config(recipe)
         self.splits = splits = load_image_splits(recipe, config.image_size, config.num_channels)
-        self.model = build_model(recipe)
+        names = splits.label_names
+        if data.label_column and names is None:
+            raise RecipeError(f"{recipe.source}: data.label_column {data.label_column!r} is not a class-label column")
+        overrides = {"num_classes": len(names), "id2label": dict(enumerate(names))} if names else {}
+        self.model = build_model(recipe, **overrides)
+        self.conditional = self.model.config.num_classes > 0
+        if self.conditional and not data.label_column:
+            raise RecipeError(f"{recipe.source}: model.num_classes is {self.model.config.num_classes} (class-conditional) but data.label_column is not set")
+        if self.conditional and self.model.config.num_classes != len(names):
+            raise RecipeError(f"{recipe.source}: model.num_classes is {self.model.config.num_classes} but data.label_column "
+                              f"{data.label_column!r} has {len(names)} classes")
         loader = build_dataloader(splits.train, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
         self.eval_loader = None
         if splits.eval is not None:
@@ -45,6 +56,7 @@ class VAE:
             self.eval_loader = run.prepare_eval_loader(build_dataloader(splits.eval, eval_batch, seed=train.seed, shuffle=False, drop_last=False))
             count = min(self.options.num_sample_images // 2, len(splits.eval))
             self.reference = to_float(torch.stack([splits.eval[i]["pixel_values"] for i in range(count)]))
+            self.reference_labels = torch.tensor([int(splits.eval[i]["labels"]) for i in range(count)]) if self.conditional else None
         optimizer = build_optimizer(self.model.parameters(), train)
         _, (self.prepared,), (self.optimizer,) = run.prepare(loader, [self.model], [optimizer])
         self.unwrapped = run.accelerator.unwrap_model(self.prepared)
@@ -57,13 +69,14 @@ class VAE:
             pixel_values = random_horizontal_flip(pixel_values)
         warmup = self.options.kl_warmup_steps
         kl_weight = min(1.0, (self.run.state.step + 1) / warmup) if warmup else 1.0
-        out = self.prepared(pixel_values, kl_weight=kl_weight)
+        labels = batch["labels"] if self.conditional else None
+        out = self.prepared(pixel_values, labels=labels, kl_weight=kl_weight)
         backward_and_step(self.run.accelerator, out.loss, self.prepared, self.optimizer, self.run.train.max_grad_norm)
         return Step(losses={"loss": out.loss}, count=pixel_values.shape[0],
                     extras={"reconstruction_loss": out.reconstruction_loss, "kl": out.kl, "kl_weight": kl_weight})
 
     def evaluate(self) -> dict:
-        metrics = evaluate_elbo(self.run.accelerator, self.prepared, self.eval_loader) if self.eval_loader is not None else {}
+        metrics = evaluate_elbo(self.run.accelerator, self.prepared, self.eval_loader, self.conditional) if self.eval_loader is not None else {}
         if self.evaluation.enabled and self.run.is_main_process:
             metrics.update(self.evaluation.evaluate(self.unwrapped, self.run.state.step))
         self.run.accelerator.wait_for_everyone()
@@ -74,13 +87,14 @@ class VAE:
         samples = self.unwrapped.generate(count, seed=SAMPLE_SEED)
         if self.eval_loader is not None:  # top half: test images; then their reconstructions; then prior samples
             with torch.no_grad():
-                recon = self.unwrapped.reconstruct(self.reference.to(self.run.device)).float().cpu()
+                labels = self.reference_labels.to(self.run.device) if self.conditional else None
+                recon = self.unwrapped.reconstruct(self.reference.to(self.run.device), labels).float().cpu()
             samples = torch.cat([self.reference, recon, samples.float().cpu()])
         save_image_grid(samples, path, nrow=8)
 
     def finish(self, results: dict) -> Final:
         if self.eval_loader is not None:
-            results.update(evaluate_elbo(self.run.accelerator, self.prepared, self.eval_loader))
+            results.update(evaluate_elbo(self.run.accelerator, self.prepared, self.eval_loader, self.conditional))
             logger.info("test ELBO per image: %.2f nats", results["eval_elbo"])
         if self.splits.holdout is not None:
             results["eval_holdout"] = self.splits.holdout
@@ -90,7 +104,7 @@ class VAE:
 
 
 @torch.no_grad()
-def evaluate_elbo(accelerator, model, loader) -> dict:
+def evaluate_elbo(accelerator, model, loader, conditional: bool = False) -> dict:
     """Mean per-image ELBO, reconstruction term and KL (nats) over the whole eval split, exact
     under several processes (`gather_for_metrics` drops the padding duplicates). One posterior
     sample per image, from a fixed seed, so the figure is reproducible."""
@@ -101,7 +115,8 @@ def evaluate_elbo(accelerator, model, loader) -> dict:
     noise = torch.Generator(device=accelerator.device).manual_seed(0)
     for batch in loader:
         pixel_values = to_float(batch["pixel_values"])
-        out = accelerator.unwrap_model(model)(pixel_values, kl_weight=1.0, generator=noise, reduction="none")
+        labels = batch["labels"] if conditional else None
+        out = accelerator.unwrap_model(model)(pixel_values, labels=labels, kl_weight=1.0, generator=noise, reduction="none")
         per_image = torch.stack([out.reconstruction_loss, out.kl], dim=1).float()  # (batch, 2)
         per_image = accelerator.gather_for_metrics(per_image).double().cpu()
         sums += per_image.sum(0)
