@@ -137,7 +137,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     """`python scripts/evaluate.py --model DIR_OR_REPO --dataset NAME_OR_PATH [--split test] [--out results.json]`"""
     parser = argparse.ArgumentParser(
         description="Evaluate a trained hfgen model on a dataset split. Classifiers (text, sentence-pair, token, image): "
-        "the classification metrics the trainer reports. Generators (DCGAN, VAE): FID, KID, precision/recall against real "
+        "the classification metrics the trainer reports. Generators (DCGAN, VAE, diffusion pipelines): FID, KID, precision/recall against real "
         "images. Which one is read from the model's config."
     )
     parser.add_argument("--model", required=True, help="output folder of a training run, or a Hub repo id")

@@ -9,14 +9,14 @@ from huggingface_hub import ModelCard
 import hfgen
 from hfgen.hub import LOCAL_MODEL_ID, PIPELINE_TAGS, TEMPLATES_DIR
 
-from .families import FAMILIES, PENDING
+from .families import COVERED_ELSEWHERE, FAMILIES, PENDING
 
 FAMILY_IDS = [f.name for f in FAMILIES]
 
 
 def test_hub_every_card_template_is_covered_by_a_family():
     templates = {path.stem for path in TEMPLATES_DIR.glob("*.md")}
-    missing = templates - set(FAMILY_IDS) - set(PENDING)
+    missing = templates - set(FAMILY_IDS) - set(PENDING) - set(COVERED_ELSEWHERE)
     assert not missing, f"model_cards/{sorted(missing)}.md: add a HubFamily line for it in tests/hub/families.py"
     assert set(PENDING) <= templates - set(FAMILY_IDS), "a pending family is covered now: remove it from PENDING"
 
