@@ -137,12 +137,6 @@ class DiffusionGenerator(torch.nn.Module):
         no pipeline code runs, so `trust_remote_code` is never needed here)."""
         from diffusers import UNet2DModel
 
-        index = read_model_index(path, revision)
-        if index is None:
-            raise ValueError(f"{path}: no model_index.json, so not a diffusers pipeline folder")
-        if "unet" not in index or "scheduler" not in index:
-            raise ValueError(f"{path}: model_index.json names {sorted(k for k in index if not k.startswith('_'))}; "
-                             "hfgen samples pipelines with a unet and a scheduler (DDPMPipeline and its kind)")
         folder = Path(path)
         if not folder.is_dir():  # a Hub repo: its unet and scheduler only (never the pipeline's code), from hub_endpoint()
             from huggingface_hub import snapshot_download
@@ -151,19 +145,17 @@ class DiffusionGenerator(torch.nn.Module):
 
             folder = Path(snapshot_download(str(path), revision=revision, endpoint=hub_endpoint(),
                                             allow_patterns=["model_index.json", "unet/*", "scheduler/*"]))
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(f"{path}: no model_index.json, so not a diffusers pipeline folder")
+        index = _read_json(folder / "model_index.json")
+        if "unet" not in index or "scheduler" not in index:
+            raise ValueError(f"{path}: model_index.json names {sorted(k for k in index if not k.startswith('_'))}; "
+                             "hfgen samples pipelines with a unet and a scheduler (DDPMPipeline and its kind)")
         unet = UNet2DModel.from_pretrained(str(folder), subfolder="unet", torch_dtype=torch.float32)
-        scheduler_config = _read_json(folder, "scheduler/scheduler_config.json", None)
+        scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
         generator = cls(unet, scheduler_config, id2label=index.get("id2label"), sampler=sampler,
                         num_inference_steps=num_inference_steps)
         return generator.to(device or "cpu").eval()
-
-
-def read_model_index(path: str | os.PathLike, revision: str | None = None) -> dict | None:
-    """The folder's or Hub repo's `model_index.json`, or None when it has none (a transformers model)."""
-    try:
-        return _read_json(path, "model_index.json", revision)
-    except FileNotFoundError:
-        return None
 
 
 def is_pipeline(path: str | os.PathLike, revision: str | None = None) -> bool:
@@ -180,19 +172,7 @@ def is_pipeline(path: str | os.PathLike, revision: str | None = None) -> bool:
         return False
 
 
-def _read_json(path, name: str, revision: str | None) -> dict:
-    local = Path(path)
-    if local.is_dir():
-        if not (local / name).is_file():
-            raise FileNotFoundError(f"{local / name} does not exist")
-        return json.loads((local / name).read_text())
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    from .hub import hub_endpoint
-
-    try:
-        file = hf_hub_download(str(path), name, revision=revision, endpoint=hub_endpoint())
-    except EntryNotFoundError as error:
-        raise FileNotFoundError(f"{path}: no {name}") from error
-    return json.loads(Path(file).read_text())
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    return json.loads(path.read_text())

@@ -92,10 +92,10 @@ class Diffusion:
                 return UNet2DModel(**spec.config), None
             except (ValueError, TypeError) as error:
                 raise RecipeError(f"{recipe.source}: model: UNet2DModel refuses these fields: {error}") from None
+        if spec.config:  # refused before anything is downloaded or loaded
+            raise RecipeError(f"{recipe.source}: model.pretrained is a trained UNet: its fields ({sorted(spec.config)}) cannot change")
         generator = DiffusionGenerator.from_pretrained(spec.pretrained, revision=spec.revision)
         unet = generator.unet
-        if spec.config:
-            raise RecipeError(f"{recipe.source}: model.pretrained is a trained UNet: its fields ({sorted(spec.config)}) cannot change")
         return unet.train(), generator.config.id2label
 
     def step(self, batch) -> Step:
