@@ -10,6 +10,7 @@ import jinja2
 import yaml
 
 from .config import Recipe, recipe_to_dict
+from .sharing import NAME_KEYS, is_machine_path, shareable, shareable_recipe, shareable_tree
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "model_cards"
 
@@ -27,25 +28,33 @@ def render_model_card(
     if not path.is_file():
         raise FileNotFoundError(f"no model card template for family {family!r}: expected {path}")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    results = {k: v for k, v in (results or {}).items() if v is not None}
+    results = shareable_tree({k: v for k, v in (results or {}).items() if v is not None})
+    metadata = card_metadata(recipe, results, repo_id, pipeline_tag=pipeline_tag,
+                             library_name=LIBRARY_NAMES.get(family, "transformers"))
+    recipe = shareable_recipe(recipe)  # a card is for sharing: paths of this machine become names
+    config = shareable_tree({k: v for k, v in model.config.to_diff_dict().items() if k != "transformers_version"}, NAME_KEYS)
     body = env.from_string(path.read_text()).render(
         recipe=recipe,
         recipe_yaml=yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False).strip(),
         config=model.config,
-        config_json=json.dumps({k: v for k, v in model.config.to_diff_dict().items() if k != "transformers_version"}, indent=2, default=str),
+        config_json=json.dumps(config, indent=2, default=str),
         num_parameters=sum(p.numel() for p in model.parameters()),
         results=results,
         model_id=repo_id or LOCAL_MODEL_ID,
         hfgen_version=__version__,
     )
-    metadata = card_metadata(recipe, results, repo_id, pipeline_tag=pipeline_tag)
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + body
 
 
 PIPELINE_TAGS = {"gan": "unconditional-image-generation", "vae": "unconditional-image-generation", "mlm": "fill-mask", "contrastive": "sentence-similarity", "classifier": "text-classification"}
 
 
-def card_metadata(recipe: Recipe, results: dict, repo_id: str | None, pipeline_tag: str | None = None) -> dict:
+LIBRARY_NAMES = {"ddpm": "diffusers", "sentence_encoder": "sentence-transformers"}
+"""The card family -> the library the Hub shows (and whose loading snippet it offers); others: transformers."""
+
+
+def card_metadata(recipe: Recipe, results: dict, repo_id: str | None, pipeline_tag: str | None = None,
+                  library_name: str = "transformers") -> dict:
     """YAML metadata the Hub understands: library, tags, dataset, pipeline tag, model-index.
 
     `pipeline_tag` overrides the method's `PIPELINE_TAGS` entry where it depends on the recipe
@@ -55,10 +64,12 @@ def card_metadata(recipe: Recipe, results: dict, repo_id: str | None, pipeline_t
 
     entry = CATALOG.get(recipe.data.dataset)
     dataset_id = entry.hub_id if entry is not None else recipe.data.dataset
+    local = entry is None and (is_machine_path(dataset_id) or Path(dataset_id).exists())  # not a Hub dataset id
+    dataset_id = shareable(dataset_id)
     metadata = {
-        "library_name": "diffusers" if recipe.method == "diffusion" else "transformers",
+        "library_name": library_name,
         "tags": ["hfgen", recipe.method, recipe.model.type or "fine-tuned"],
-        "datasets": [dataset_id],
+        **({} if local else {"datasets": [dataset_id]}),
         "license": "mit",
     }
     if pipeline_tag:
@@ -105,9 +116,10 @@ def prepare_for_hub(model) -> None:
     """Make `model.save_pretrained` write what loading without hfgen needs. For hfgen's own model classes
     (`hfgen.models.*`) that is `register_for_auto_class`: `auto_map` in config.json and a copy of the
     self-contained model folder's code beside the weights, so `from_pretrained(..., trust_remote_code=True)`
-    works where hfgen is not installed. transformers' own classes (BERT, ...) need nothing."""
+    works where hfgen is not installed. transformers' own classes (BERT, ...) need nothing, nor do hfgen classes
+    whose folder is stock (`saves_code = False`: the sentence encoder saves a BERT + sentence-transformers modules)."""
     model_class, config_class = type(model), type(model.config)
-    if not model_class.__module__.startswith("hfgen.models."):
+    if not model_class.__module__.startswith("hfgen.models.") or not getattr(model_class, "saves_code", True):
         return
     registered = _registered_auto_classes(config_class)  # {Auto class name: model class}
     config_class.register_for_auto_class("AutoConfig")

@@ -34,6 +34,7 @@ from accelerate import Accelerator
 
 from ..config import Recipe, save_recipe
 from ..hub import prepare_for_hub
+from ..sharing import scrub_config_files, shareable_recipe
 
 logger = logging.getLogger("hfgen")
 
@@ -124,7 +125,7 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
     if accelerator.is_main_process:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            save_recipe(recipe, out / "recipe.yaml")
+            save_recipe(shareable_recipe(recipe), out / "recipe.yaml")  # pushed with the model: no machine paths
         except OSError as err:  # read-only, no space, a file in the way, no permission
             problem = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
     if not _all_processes_agree(accelerator, problem is None):  # every process stops, none waits forever
@@ -384,6 +385,7 @@ def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathL
         unwrapped = accelerator.unwrap_model(model)
         prepare_for_hub(unwrapped)  # hfgen's own models ship their code: they load without hfgen too
         unwrapped.save_pretrained(tmp)
+        scrub_config_files(tmp)  # e.g. a sub-config's _name_or_path: where this machine loaded the encoder from
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         names = sorted(p.name for p in tmp.iterdir())

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..config import Recipe
+from ..sharing import scrub_config_files, shareable_tree
 from .accelerator import build_accelerator, seed_everything, sync_buffers
 from .batches import iterate_batches, total_training_steps
 from .checkpoint import (
@@ -236,9 +237,10 @@ def train(recipe: Recipe, method) -> Path:
             method.write_samples(run.output_dir / "samples" / "final.png")
             if (run.output_dir / "samples" / "final.png").is_file():
                 (run.output_dir / "sample_grid.png").write_bytes((run.output_dir / "samples" / "final.png").read_bytes())
-        write_json_atomic(run.output_dir / "eval_results.json", results)
+        write_json_atomic(run.output_dir / "eval_results.json", shareable_tree(results))
         if final.tokenizer is not None:
             final.tokenizer.save_pretrained(run.output_dir)
+            scrub_config_files(run.output_dir, recursive=False)  # tokenizer_config.json
         if final.card_family is not None:
             from ..hub import render_model_card
 

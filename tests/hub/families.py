@@ -39,6 +39,12 @@ TOKENIZED_PROBE = (
     "batch = AutoTokenizer.from_pretrained(model_id, revision=revision)('the cat eats the food .', return_tensors='pt')\n"
     "output = model(**batch).logits"
 )
+# a sentence encoder is a stock encoder for AutoModel, and a whole sentence-transformers model (no custom code)
+SENTENCE_PROBE = TOKENIZED_PROBE.replace("output = model(**batch).logits", (
+    "from sentence_transformers import SentenceTransformer\n"
+    "st = SentenceTransformer(model_id, revision=revision, device='cpu')\n"
+    "output = torch.cat([model(**batch).last_hidden_state.flatten(), st.encode(['the cat eats'], convert_to_tensor=True).flatten()])"
+))
 
 FAMILIES = [
     HubFamily("dcgan", "gan", {"type": "hfgen-dcgan", "latent_dim": 8, "generator_width": 8, "discriminator_width": 8},
@@ -54,7 +60,7 @@ FAMILIES = [
     HubFamily("image_classifier", "classifier", {}, "images", f"output = model({IMAGE_BATCH}).logits",
               auto_class="AutoModelForImageClassification", pretrained_from="image_autoencoder", pipeline_tag="image-classification",
               snippet_setup="from PIL import Image\nImage.new('L', (28, 28)).save('shoe.png')"),
-    HubFamily("sentence_encoder", "contrastive", {}, "corpus", TOKENIZED_PROBE.replace(".logits", ".embeddings"),
+    HubFamily("sentence_encoder", "contrastive", {}, "corpus", SENTENCE_PROBE,
               sections={"contrastive": {"max_length": 16, "retrieval_dataset": None}}, pretrained_from="mlm"),
 ]
 

@@ -30,9 +30,9 @@ def test_hub_card_metadata_parses_as_the_hub_reads_it(pushed_families, name):
     card = ModelCard(text)
 
     data = card.data
-    assert data.library_name == "transformers"
+    assert data.library_name == {"sentence_encoder": "sentence-transformers"}.get(name, "transformers")
     assert {"hfgen", p.family.method} <= set(data.tags)
-    assert data.datasets and data.license
+    assert data.license and not data.datasets  # the families train on local folders: no Hub dataset id to link
     assert data.pipeline_tag == (p.family.pipeline_tag or PIPELINE_TAGS[p.family.method])
     if any(key.startswith("eval_") for key in (p.folder / "eval_results.json").read_text().split('"')):
         assert data.eval_results, "eval_* results belong in the model-index"
@@ -57,3 +57,23 @@ def test_hub_card_usage_code_runs_against_the_saved_folder(pushed_families, name
         scope = {"__name__": "card_snippet"}
         exec(p.family.snippet_setup, scope)  # noqa: S102  (the user's own inputs the card names)
         exec(code.replace(LOCAL_MODEL_ID, str(p.folder)), scope)  # noqa: S102  (our own card)
+
+
+@pytest.mark.parametrize("name", FAMILY_IDS)
+def test_hub_nothing_pushed_names_a_path_of_the_training_machine(pushed_families, name, tmp_path_factory):
+    """Configs, card, recipe.yaml and eval_results.json name data and models as the recipe did, never by where they
+    lay here (every family trains from tmp folders, the classifier from another family's absolute output path)."""
+    import sysconfig
+
+    from hfgen.hub import files_to_push
+
+    _, _, pushed = pushed_families
+    folder = pushed[name].folder
+    machine = [str(tmp_path_factory.getbasetemp()), sysconfig.get_paths()["purelib"], "site-packages"]
+    checked = 0
+    for relative in files_to_push(folder):
+        if relative.endswith((".json", ".md", ".yaml", ".txt", ".py")):
+            text = (folder / relative).read_text()
+            assert not [m for m in machine if m in text], (relative, [m for m in machine if m in text])
+            checked += 1
+    assert checked >= 4  # config.json, README.md, recipe.yaml, eval_results.json at least

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, cached_file
 
-from .configuration_sentence_encoder import SentenceEncoderConfig
+from .configuration_sentence_encoder import POOLING_MODES, SentenceEncoderConfig
 
 
 @dataclass
@@ -74,16 +74,21 @@ class SentenceEncoderPreTrainedModel(PreTrainedModel):
 
 class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
     """
-    Texts -> one embedding each: `forward` on token ids, `encode` on strings. Saved with `save_pretrained`, the folder
-    also holds the sentence-transformers files (modules.json, pooling config), so `SentenceTransformer(folder)` loads it
-    (with hfgen installed, or `trust_remote_code=True` when the folder carries this code).
+    Texts -> one embedding each: `forward` on token ids, `encode` on strings. `save_pretrained` writes a standard
+    sentence-transformers folder (the stock encoder, modules.json, Pooling, Normalize): `SentenceTransformer(folder)`
+    and `AutoModel` (the encoder) load it without hfgen or custom code; `SentenceEncoderModel.from_pretrained` reads
+    it back whole, and also reads folders of earlier hfgen versions (`model_type: hfgen-sentence-encoder`).
     """
+
+    saves_code = False  # hfgen.hub.prepare_for_hub: the saved folder is stock transformers + sentence-transformers
 
     def __init__(self, config: SentenceEncoderConfig):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder)
         if getattr(self.encoder, "pooler", None) is not None:
-            self.encoder.pooler = None  # BERT's pooler is unused: pooling happens here
+            # BERT's pooler (the NSP head's dense layer) is unused: pooling happens here. It stays in the saved
+            # encoder, as loaded, so the folder is a whole `BertModel`; frozen, it is no DDP "unused parameter".
+            self.encoder.pooler.requires_grad_(False)
         self._tokenizer = None
         self.post_init()
 
@@ -92,10 +97,12 @@ class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
         """A sentence encoder around pretrained encoder weights (e.g. a BERT/MiniLM folder or an MLM checkpoint,
         whose head is dropped)."""
         encoder = AutoModel.from_pretrained(encoder_name_or_path, **kwargs)
-        config = SentenceEncoderConfig(encoder=encoder.config.to_dict(), pooling=pooling, normalize=normalize, max_length=max_length)
+        fields = {k: v for k, v in encoder.config.to_dict().items() if k != "_name_or_path"}  # never a machine path
+        config = SentenceEncoderConfig(encoder=fields, pooling=pooling, normalize=normalize, max_length=max_length)
         model = cls(config)
         missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
-        if missing or [k for k in unexpected if not k.startswith("pooler.")]:
+        # an MLM checkpoint has no pooler: the new one keeps its initialisation (it does not take part in pooling)
+        if [k for k in missing if not k.startswith("pooler.")] or unexpected:
             raise ValueError(f"encoder weights of {encoder_name_or_path!r} do not fit: missing {missing}, unexpected {unexpected}")
         model.name_or_path = encoder_name_or_path
         return model
@@ -129,7 +136,7 @@ class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
     def tokenizer(self):
         """The tokenizer saved beside the weights (loaded on first use), or the one given to `set_tokenizer`."""
         if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, **getattr(self, "_tokenizer_kwargs", {}))
         return self._tokenizer
 
     def set_tokenizer(self, tokenizer) -> None:
@@ -161,14 +168,48 @@ class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
     # ---- sentence-transformers folder layout --------------------------------------------------------------------
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, plus the files that make the folder a sentence-transformers model:
-        the Transformer module at the root (this model's token states), then Pooling (and Normalize)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+        """Write a standard sentence-transformers folder: the encoder as the stock transformers model it is
+        (`config.json` says e.g. `model_type: bert`; `AutoModel` gives a `BertModel`), then the Pooling (and
+        Normalize) modules that hold this config's pooling, normalisation and max_length. Nothing in it is code:
+        `SentenceTransformer(folder)` loads it with neither hfgen nor `trust_remote_code`."""
+        self.encoder.save_pretrained(save_directory, *args, **kwargs)
         write_sentence_transformers_files(save_directory, self.config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """A sentence encoder from a sentence-transformers folder or Hub repo (Transformer + Pooling mean/cls
+        [+ Normalize], as `save_pretrained` writes and sentence-transformers itself saves), or from a folder of
+        hfgen < 0.2 (`model_type: hfgen-sentence-encoder`, loaded as it was saved). A plain encoder without
+        `modules.json` is refused: wrap it with `from_encoder`, which says the pooling."""
+        path = str(pretrained_model_name_or_path)
+        hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
+        if config_file is not None and json.loads(open(config_file).read()).get("model_type") == SentenceEncoderConfig.model_type:
+            return super().from_pretrained(path, *args, **kwargs)  # the old format: config + weights as saved
+        settings = read_sentence_transformers_settings(path, **hub)
+        if settings is None:
+            raise ValueError(
+                f"{path} is not a sentence encoder: it has no modules.json. A plain encoder (BERT, MiniLM, an MLM "
+                "checkpoint) becomes one with SentenceEncoderModel.from_encoder(path, pooling='mean' or 'cls')."
+            )
+        subfolder = settings.pop("subfolder")
+        if subfolder:
+            kwargs["subfolder"] = subfolder
+        model = cls.from_encoder(path, **settings, **kwargs)
+        model._tokenizer_kwargs = {**hub, **({"subfolder": subfolder} if subfolder else {})}
+        return model
+
+
+HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+
+POOLING_FLAGS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max",
+                 "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens": "weightedmean",
+                 "pooling_mode_lasttoken": "lasttoken"}
 
 
 def write_sentence_transformers_files(folder, config: SentenceEncoderConfig) -> None:
-    """modules.json, sentence_bert_config.json and 1_Pooling/config.json (+ 2_Normalize) for `config`."""
+    """modules.json, sentence_bert_config.json, config_sentence_transformers.json and 1_Pooling/config.json
+    (+ 2_Normalize) for `config`, in the module names and keys every sentence-transformers release since 2.x reads."""
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -185,6 +226,7 @@ def write_sentence_transformers_files(folder, config: SentenceEncoderConfig) -> 
     files = {
         "modules.json": modules,
         "sentence_bert_config.json": {"max_seq_length": config.max_length, "do_lower_case": False},
+        "config_sentence_transformers.json": {"similarity_fn_name": "cosine" if config.normalize else "dot"},
         os.path.join("1_Pooling", "config.json"): pooling,
     }
     for name, content in files.items():
@@ -196,4 +238,34 @@ def write_sentence_transformers_files(folder, config: SentenceEncoderConfig) -> 
         os.makedirs(os.path.join(folder, "2_Normalize"), exist_ok=True)
 
 
-__all__ = ["SentenceEncoderModel", "SentenceEncoderOutput", "SentenceEncoderPreTrainedModel", "pool", "write_sentence_transformers_files"]
+def read_sentence_transformers_settings(path: str, **hub) -> dict | None:
+    """{"pooling", "normalize", "max_length", "subfolder"} of the sentence-transformers folder or Hub repo at
+    `path`, or None when it has no modules.json. Raises ValueError for a pipeline this class cannot be (pooling
+    other than mean/cls, extra modules such as Dense)."""
+    modules_file = cached_file(path, "modules.json", _raise_exceptions_for_missing_entries=False, **hub)
+    if modules_file is None:
+        return None
+    modules = sorted(json.loads(open(modules_file).read()), key=lambda m: m.get("idx", 0))
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise ValueError(f"{path}/modules.json: modules {kinds}; hfgen's SentenceEncoderModel is Transformer + Pooling "
+                         "[+ Normalize]. Load this model with sentence_transformers.SentenceTransformer.")
+    transformer, pooler = modules[0].get("path", ""), modules[1].get("path", "")
+    pooling_file = cached_file(path, f"{pooler}/config.json".lstrip("/"), **hub)
+    pooling_config = json.loads(open(pooling_file).read())
+    if "pooling_mode" in pooling_config:  # sentence-transformers >= 6
+        mode = pooling_config["pooling_mode"]
+    else:
+        modes = [name for key, name in POOLING_FLAGS.items() if pooling_config.get(key)]
+        mode = modes[0] if len(modes) == 1 else "+".join(modes) or None
+    if mode not in POOLING_MODES:
+        raise ValueError(f"{path}/{pooler}/config.json: pooling {mode!r}; hfgen's SentenceEncoderModel pools with one of "
+                         f"{list(POOLING_MODES)}. Load this model with sentence_transformers.SentenceTransformer.")
+    settings_file = cached_file(path, f"{transformer}/sentence_bert_config.json".lstrip("/"),
+                                _raise_exceptions_for_missing_entries=False, **hub)
+    max_length = json.loads(open(settings_file).read()).get("max_seq_length") if settings_file else None
+    return {"pooling": mode, "normalize": len(modules) == 3, "max_length": max_length or 256, "subfolder": transformer or None}
+
+
+__all__ = ["SentenceEncoderModel", "SentenceEncoderOutput", "SentenceEncoderPreTrainedModel", "pool",
+           "read_sentence_transformers_settings", "write_sentence_transformers_files"]

@@ -12,8 +12,9 @@ as `method: classifier` does: the same math, faster steps than sdpa with torch's
 Under several processes the negatives come from every rank, with gradients flowing back to the rank that
 produced them (`hfgen.losses.nt_xent`): 2 processes x N texts train exactly like 1 process x 2N.
 
-The result is an `hfgen-sentence-encoder` (encoder + pooling config; `AutoModel`, `model.encode(texts)`), saved
-with its tokenizer and the sentence-transformers files, so `SentenceTransformer(output_dir)` loads it too. A
+The result is a standard sentence-transformers folder: the stock encoder (`AutoModel` gives e.g. a `BertModel`),
+its tokenizer, modules.json with Pooling (and Normalize), so `SentenceTransformer(output_dir)` loads it without hfgen
+or custom code, and `SentenceEncoderModel.from_pretrained(output_dir).encode(texts)` reads it back whole. A
 retrieval check that needs no Hub data (same-topic recall@k of 20newsgroups test embeddings) runs before and
 after training.
 """
@@ -59,6 +60,7 @@ def build_sentence_encoder(recipe: Recipe, vocab_size: int | None = None):
     from transformers import AutoConfig
 
     from ...models import SentenceEncoderConfig, SentenceEncoderModel
+    from ...models.sentence_encoder.modeling_sentence_encoder import read_sentence_transformers_settings
     from ...pretrained import resolve_pretrained
 
     spec, pooling = recipe.model, recipe.contrastive.pooling
@@ -69,15 +71,24 @@ def build_sentence_encoder(recipe: Recipe, vocab_size: int | None = None):
         return SentenceEncoderModel(SentenceEncoderConfig(encoder=AutoConfig.for_model(spec.type, **fields), pooling=pooling))
     path = resolve_pretrained(spec.pretrained)
     config = AutoConfig.from_pretrained(path, revision=spec.revision)
+    legacy = isinstance(config, SentenceEncoderConfig)  # a folder of hfgen < 0.2
     for key in spec.config:
-        allowed = config_field_names(type(config.encoder if isinstance(config, SentenceEncoderConfig) else config))
+        allowed = config_field_names(type(config.encoder if legacy else config))
         if key not in allowed:
             raise RecipeError(f"{recipe.source}: unknown key 'model.{key}' for the config of {spec.pretrained!r} ({type(config).__name__})")
-    if isinstance(config, SentenceEncoderConfig):
+    if legacy:
         model = SentenceEncoderModel.from_pretrained(path, revision=spec.revision, dtype="float32")
         model.config.pooling = pooling
         for key, value in spec.config.items():  # e.g. hidden_dropout_prob: set on the encoder's config and modules
             setattr(model.config.encoder, key, value)
+        return model
+    try:
+        sentence_encoder = read_sentence_transformers_settings(path, revision=spec.revision) is not None
+    except ValueError as error:  # e.g. a Dense module after the pooling: not a pipeline this method trains
+        raise RecipeError(f"{recipe.source}: model.pretrained: {error}") from None
+    if sentence_encoder:  # a sentence-transformers model (hfgen's or any): its pooling is replaced by contrastive.pooling
+        model = SentenceEncoderModel.from_pretrained(path, revision=spec.revision, dtype="float32", **spec.config)
+        model.config.pooling = pooling
         return model
     return SentenceEncoderModel.from_encoder(path, pooling=pooling, revision=spec.revision, dtype="float32", **spec.config)
 
