@@ -1,14 +1,26 @@
-"""Classification and regression metrics in plain numpy, for any modality.
+"""Classification, regression and entity metrics, for any modality, computed by scikit-learn, SciPy and seqeval.
 
 Every function takes the predictions and labels of a whole split (already gathered from every
 process with `gather_for_metrics`, so each example counts once) and returns a flat dict of
 floats whose keys are the metric names recipes use (``metric_for_best_model: f1_macro``).
-Definitions follow scikit-learn (a class with no predicted or no true examples contributes 0 to
-a macro average) and, for entities, CoNLL's ``conlleval`` / seqeval's default mode.
+
+- class ids and multi-hot rows: ``sklearn.metrics`` (``zero_division=0``: a class with no
+  predicted or no true examples contributes 0 to a macro average);
+- regression: ``sklearn.metrics`` errors, ``scipy.stats`` correlations (SciPy comes with scikit-learn);
+- entities: seqeval's default mode, which reproduces CoNLL's ``conlleval`` chunking (IOB1, IOB2
+  and IOBES tags alike). Not ``mode="strict", scheme=IOB2``: strict mode drops chunks that open
+  with ``I-`` or change type mid-chunk (``["B-PER", "I-LOC"]``), which conlleval counts.
+
+Hand-written here, because neither library has it: the key names and the flat dict, the scores of
+an empty split (0, where the libraries refuse empty input), reading unprefixed tags as conlleval
+``-r`` does, checks that name misaligned or out-of-range input, and the confusion-matrix drawing.
+The libraries are imported inside the functions: ``sklearn.metrics`` takes 1-2 s to import (paid
+at the first evaluation), and `import hfgen` does not need it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,149 +29,141 @@ import numpy as np
 # Metrics where a smaller value is better; every other metric is better when larger.
 LOWER_IS_BETTER = frozenset({"loss", "mse", "rmse", "mae", "hamming_loss"})
 
+SINGLE_LABEL_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro", "f1_micro")
+MULTI_LABEL_KEYS = ("subset_accuracy", *SINGLE_LABEL_KEYS[1:], "hamming_loss")
+REGRESSION_KEYS = ("mse", "rmse", "mae", "pearson", "spearman")
+TOKEN_KEYS = ("precision", "recall", "f1", "token_accuracy")
+
+
+def _check_class_ids(ids: np.ndarray, num_labels: int, name: str) -> None:
+    # scikit-learn's confusion_matrix silently drops ids outside `labels`; an id out of range is a caller's bug
+    outside = ids[(ids < 0) | (ids >= num_labels)]
+    if outside.size:
+        raise ValueError(f"{name} holds class id {int(outside[0])}, outside 0..{num_labels - 1} (num_labels={num_labels}); "
+                         "drop ignored positions (label -100) before scoring")
+
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> np.ndarray:
     """(num_labels, num_labels) counts: row = true class, column = predicted class."""
+    from sklearn import metrics
+
     labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
-    flat = np.bincount(labels * num_labels + predictions, minlength=num_labels * num_labels)
-    return flat.reshape(num_labels, num_labels)
+    _check_class_ids(labels, num_labels, "labels")
+    _check_class_ids(predictions, num_labels, "predictions")
+    if labels.size == 0:
+        return np.zeros((num_labels, num_labels), dtype=np.int64)
+    with warnings.catch_warnings():
+        # scikit-learn warns about every 1x1 matrix, even when `labels` (all one of them) is given
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        return metrics.confusion_matrix(labels, predictions, labels=np.arange(num_labels))
 
 
-def _precision_recall_f1(true_positive: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> tuple:
-    """Per-class (or pooled) precision, recall, F1 with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-    true_positive, predicted, actual = (np.asarray(x, dtype=np.float64) for x in (true_positive, predicted, actual))
-    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
-    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
-    return precision, recall, f1
+def _averaged_scores(y_true: np.ndarray, y_pred: np.ndarray, **options) -> dict[str, float]:
+    """precision/recall/f1 _macro and _micro from scikit-learn, with 0 for an undefined ratio."""
+    from sklearn import metrics
+
+    scores = {}
+    for average in ("macro", "micro"):
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0, **options)
+        scores |= {f"precision_{average}": float(precision), f"recall_{average}": float(recall), f"f1_{average}": float(f1)}
+    return scores
 
 
 def single_label_metrics(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> dict[str, float]:
     """Accuracy and macro/micro precision, recall and F1 of class ids (one label per example).
 
-    Macro averages run over the classes that occur in ``labels`` or ``predictions`` (as
-    scikit-learn does with ``labels=None``), so a class absent from a small split does not drag
-    the average down.
+    Macro averages run over the classes that occur in ``labels`` or ``predictions`` (scikit-learn's
+    ``labels=None``), so a class absent from a small split does not drag the average down.
     """
-    matrix = confusion_matrix(labels, predictions, num_labels)
-    true_positive, predicted, actual = np.diag(matrix), matrix.sum(0), matrix.sum(1)
-    present = (predicted + actual) > 0
-    precision, recall, f1 = _precision_recall_f1(true_positive[present], predicted[present], actual[present])
-    micro = _precision_recall_f1(true_positive.sum(), predicted.sum(), actual.sum())
-    return {
-        "accuracy": float(true_positive.sum() / max(1, matrix.sum())),
-        "precision_macro": float(precision.mean()) if present.any() else 0.0,
-        "recall_macro": float(recall.mean()) if present.any() else 0.0,
-        "f1_macro": float(f1.mean()) if present.any() else 0.0,
-        "precision_micro": float(micro[0]),
-        "recall_micro": float(micro[1]),
-        "f1_micro": float(micro[2]),
-    }
+    from sklearn import metrics
+
+    labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
+    _check_class_ids(labels, num_labels, "labels")
+    _check_class_ids(predictions, num_labels, "predictions")
+    if labels.size == 0:
+        return dict.fromkeys(SINGLE_LABEL_KEYS, 0.0)
+    return {"accuracy": float(metrics.accuracy_score(labels, predictions)), **_averaged_scores(labels, predictions)}
 
 
 def multi_label_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """Metrics of multi-hot (examples, labels) 0/1 arrays: subset accuracy (every label right),
-    micro/macro precision, recall and F1 over labels, and the Hamming loss."""
+    micro/macro precision, recall and F1 over labels (macro: every label column, present or not),
+    and the Hamming loss."""
+    from sklearn import metrics
+
     labels, predictions = np.asarray(labels).astype(bool), np.asarray(predictions).astype(bool)
-    true_positive = (labels & predictions).sum(0)
-    predicted, actual = predictions.sum(0), labels.sum(0)
-    precision, recall, f1 = _precision_recall_f1(true_positive, predicted, actual)
-    micro = _precision_recall_f1(true_positive.sum(), predicted.sum(), actual.sum())
+    if len(labels) == 0:
+        return dict.fromkeys(MULTI_LABEL_KEYS, 0.0)
+    options = {}
+    if labels.shape[1] == 1:
+        # scikit-learn reads one column as a binary target and would average over classes 0 and 1; score label 1 only
+        labels, predictions, options = labels[:, 0], predictions[:, 0], {"labels": [True]}
     return {
-        "subset_accuracy": float((labels == predictions).all(1).mean()) if len(labels) else 0.0,
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
-        "precision_micro": float(micro[0]),
-        "recall_micro": float(micro[1]),
-        "f1_micro": float(micro[2]),
-        "hamming_loss": float((labels != predictions).mean()) if labels.size else 0.0,
+        "subset_accuracy": float(metrics.accuracy_score(labels, predictions)),
+        **_averaged_scores(labels, predictions, **options),
+        "hamming_loss": float(metrics.hamming_loss(labels, predictions)),
     }
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata)."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    # boundaries of runs of equal values
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
-    ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return ranks
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    denominator = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
 
 
 def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """MSE, RMSE, MAE, Pearson and Spearman correlation of real-valued predictions (0 for a constant series)."""
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
-    error = predictions - labels
-    mse = float((error**2).mean()) if len(error) else 0.0
+    if len(labels) == 0:
+        return dict.fromkeys(REGRESSION_KEYS, 0.0)
+    from scipy import stats
+    from sklearn import metrics
+
+    # a correlation with a constant series is undefined (SciPy: nan and a warning); hfgen reports 0
+    correlated = len(labels) > 1 and np.ptp(labels) > 0 and np.ptp(predictions) > 0
     return {
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "mae": float(np.abs(error).mean()) if len(error) else 0.0,
-        "pearson": _pearson(labels, predictions) if len(labels) > 1 else 0.0,
-        "spearman": _pearson(_ranks(labels), _ranks(predictions)) if len(labels) > 1 else 0.0,
+        "mse": float(metrics.mean_squared_error(labels, predictions)),
+        "rmse": float(metrics.root_mean_squared_error(labels, predictions)),
+        "mae": float(metrics.mean_absolute_error(labels, predictions)),
+        "pearson": float(stats.pearsonr(labels, predictions).statistic) if correlated else 0.0,
+        "spearman": float(stats.spearmanr(labels, predictions).statistic) if correlated else 0.0,
     }
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
-    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a tag without a prefix counts as inside ('I', tag), as conlleval."""
-    if tag == "O":
-        return "O", ""
-    prefix, sep, kind = tag.partition("-")
-    if sep and prefix in ("B", "I", "E", "S"):
-        return prefix, kind
-    return "I", tag
+def _prefixed_tags(tags: Sequence[str]) -> list[str]:
+    """Tags with a B-/I-/E-/S- prefix for seqeval: a tag without one (IO-scheme data: ``PER``,
+    ``person-actor``) is inside a chunk of that type, as conlleval ``-r`` reads it. seqeval would
+    split ``PER`` into prefix ``P`` of type ``ER`` (and warn for every token)."""
+    return [tag if tag == "O" or tag[:2] in ("B-", "I-", "E-", "S-") else f"I-{tag}" for tag in tags]
 
 
 def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """The (type, start, end) chunks of one sequence of IOB/IOB2/IOBES tags, by conlleval's rules."""
-    spans, start, kind = set(), None, ""
-    previous_prefix = "O"
-    for position, tag in enumerate([*tags, "O"]):
-        prefix, tag_kind = _split_tag(tag)
-        chunk_ends = start is not None and (
-            prefix in ("B", "S", "O")
-            or tag_kind != kind
-            or previous_prefix in ("E", "S")
-        )
-        if chunk_ends:
-            spans.add((kind, start, position - 1))
-            start = None
-        chunk_starts = prefix in ("B", "S") or (prefix in ("I", "E") and start is None)
-        if chunk_starts:
-            start, kind = position, tag_kind
-        previous_prefix = prefix
-    return spans
+    """The (type, start, end) chunks of one sequence of IOB/IOB2/IOBES tags, by conlleval's rules
+    (seqeval's default mode). A prefixed tag with no type (``B-``) gets seqeval's type ``_``."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return set(get_entities(_prefixed_tags(tags)))
 
 
 def token_metrics(labels: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level (exact span and type) precision, recall and F1, micro-averaged, plus per-token
     accuracy, for sequences of tag names (one list per sentence, positions already aligned)."""
-    found = correct = actual = tokens = right = 0
-    for true_tags, predicted_tags in zip(labels, predictions):
-        true_spans, predicted_spans = entity_spans(true_tags), entity_spans(predicted_tags)
-        found += len(predicted_spans)
-        actual += len(true_spans)
-        correct += len(true_spans & predicted_spans)
-        tokens += len(true_tags)
-        right += sum(t == p for t, p in zip(true_tags, predicted_tags))
-    precision, recall, f1 = _precision_recall_f1(correct, found, actual)
+    # sequence_labeling holds seqeval's default (conlleval) mode; seqeval.metrics.v1 is the strict one
+    from seqeval.metrics import sequence_labeling as seqeval
+
+    if len(labels) != len(predictions):
+        raise ValueError(f"token_metrics got {len(labels)} label sequences but {len(predictions)} prediction sequences")
+    for index, (true_tags, predicted_tags) in enumerate(zip(labels, predictions)):
+        if len(true_tags) != len(predicted_tags):
+            raise ValueError(f"token_metrics: sentence {index} has {len(true_tags)} tags but {len(predicted_tags)} predicted tags; "
+                             "align the predictions to the labelled words first")
+    if len(labels) == 0:  # seqeval refuses an empty list of sentences
+        return dict.fromkeys(TOKEN_KEYS, 0.0)
+    true_tags, predicted_tags = [_prefixed_tags(tags) for tags in labels], [_prefixed_tags(tags) for tags in predictions]
+    precision, recall, f1, _ = seqeval.precision_recall_fscore_support(true_tags, predicted_tags, average="micro", zero_division=0)
+    tokens = sum(map(len, true_tags))
+    # accuracy on the tags as given: "PER" and "I-PER" are the same chunk but different tags
+    accuracy = seqeval.accuracy_score([list(tags) for tags in labels], [list(tags) for tags in predictions]) if tokens else 0.0
     return {
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
-        "token_accuracy": right / tokens if tokens else 0.0,
+        "token_accuracy": float(accuracy),
     }
 
 
