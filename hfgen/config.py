@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -92,10 +93,19 @@ class TrainSection:
     log_every: int = 50  # optimizer steps between logged scalars
     sample_every: int | None = 500  # image generators: steps between PNG sample grids
     eval_every: int | None = None  # steps between evaluations; null: at the end only
-    report_to: Literal["auto", "tensorboard", "jsonl", "none"] = "auto"  # auto: TensorBoard if installed, else JSONL
+    # trackers, one name or a list (docs/trackers.md): auto (JSONL + TensorBoard when installed), jsonl, none, or any
+    # tracker Accelerate supports (tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio;
+    # pip install 'hfgen[<name>]'). JSONL (logs/metrics.jsonl), the run's own record, is written unless none
+    report_to: str | list[str] = "auto"
+    project: str = "hfgen"  # the trackers' project: wandb project, MLflow experiment, TensorBoard's logs/<project>
+    run_name: str | None = None  # the run's name in wandb, MLflow and ClearML; null: output_dir's folder name
     num_processes: int | None = None  # expected process count; the run refuses to start if it differs
     cpu_threads: int | None = None  # torch threads per process on CPU; null: cores / local processes
     reuse_cpu_memory: bool = True  # CPU: keep freed tensor memory in the process (no page faults per step); ~10% faster
+    # recompute each transformer layer's activations in the backward pass instead of keeping them: less memory, more
+    # compute (docs/performance.md has the figures); transformers encoders only
+    gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile each model in place (inductor) before training; docs/performance.md: when it pays
 
 
 @dataclass
@@ -224,6 +234,21 @@ class ProbeSection:
 
 
 @dataclass
+class LoraSection:
+    """LoRA (Hu et al. 2021, through peft): the pretrained weights stay frozen; each target linear layer learns a
+    rank-`r` update scaled by `alpha / r`, and the head (a classifier's) trains whole. The output folder holds the
+    merged model at its root (stock transformers / sentence-transformers: `pipeline()`, `SentenceTransformer` load it
+    as usual) and the adapter alone in `adapter/` (`peft.PeftModel.from_pretrained(base, "<out>/adapter")`)."""
+
+    r: int = 8  # rank of each update
+    alpha: float = 16  # scaling: the update is multiplied by alpha / r
+    dropout: float = 0.1  # dropout on the input of each LoRA branch
+    # modules to adapt (names or a regex, as peft takes them); null: peft's default for the architecture (BERT: query, value)
+    target_modules: list[str] | str | None = None
+    modules_to_save: list[str] | None = None  # further modules trained whole and saved in the adapter; a classifier's head always is
+
+
+@dataclass
 class ContrastiveSection:
     """Options of `method: contrastive` (hfgen.train.methods.contrastive): sentence embeddings trained with InfoNCE over
     in-batch negatives gathered from every process. Unsupervised SimCSE (Gao et al. 2021) on `data.text_column`,
@@ -248,6 +273,7 @@ class ContrastiveSection:
     retrieval_k: list[int] = field(default_factory=lambda: [1, 10])  # report recall@k for each k
     image_augment: ImageAugmentSection = field(default_factory=ImageAugmentSection)  # images (SimCLR): the two views
     probe: ProbeSection = field(default_factory=ProbeSection)  # images: linear probe + kNN every train.eval_every and at the end
+    lora: LoraSection | None = None  # text: train LoRA adapters instead of every weight (peft); null: full fine-tuning
 
 
 @dataclass
@@ -315,6 +341,7 @@ class ClassifierSection:
     # vocabulary must be the tokenizer's; model.embedding_dim follows it); null: random embeddings
     init_embeddings: str | None = None
     synthetic: SyntheticSection | None = None  # image classifiers: generated labelled images added to training; null: real images only
+    lora: LoraSection | None = None  # text: train LoRA adapters (and the head) instead of every weight (peft); null: full fine-tuning
 
 
 @dataclass
@@ -432,6 +459,7 @@ RANGES: dict[type, dict[str, Range]] = {
     },
     AutoencoderSection: {"num_sample_images": AT_LEAST_ONE},
     SyntheticSection: {"images_per_class": AT_LEAST_ONE, "seed": NON_NEGATIVE},
+    LoraSection: {"r": AT_LEAST_ONE, "alpha": POSITIVE, "dropout": Range(low=0, high=1, high_open=True)},
 }
 
 
@@ -463,6 +491,43 @@ def _check_train_section(train: TrainSection, where: str) -> None:
     if train.max_steps is not None and train.warmup_steps > train.max_steps:
         raise RecipeError(f"{where}: train.warmup_steps {train.warmup_steps} is longer than the whole run "
                           f"(train.max_steps {train.max_steps}); it must be at most that")
+    _check_trackers(train, where)
+
+
+REPORT_TO_OWN = ("auto", "jsonl", "none")
+"""hfgen's own `train.report_to` names; every other one is a tracker of Accelerate's (`report_to_names`)."""
+
+
+def report_to_names() -> list[str]:
+    """Every name `train.report_to` takes: hfgen's own, then each tracker of the installed Accelerate
+    (`accelerate.utils.LoggerType`) but `all`, which would start whatever happens to be installed."""
+    from accelerate.utils import LoggerType
+
+    return [*REPORT_TO_OWN, *(t.value for t in LoggerType if t.value != "all")]
+
+
+def report_to_list(report_to: str | list[str]) -> list[str]:
+    """`train.report_to` as a list of names, in order, each once."""
+    return list(dict.fromkeys([report_to] if isinstance(report_to, str) else report_to))
+
+
+def _check_trackers(train: TrainSection, where: str) -> None:
+    names, valid = report_to_list(train.report_to), report_to_names()
+    if not names:
+        raise RecipeError(f"{where}: train.report_to: [] names no tracker; use 'none' to log nothing, or one of {valid}")
+    for name in names:
+        if name not in valid:
+            raise RecipeError(f"{where}: train.report_to: {name!r} is not a tracker{_suggest(name, valid)}; "
+                              f"valid names: {valid}")
+    if "none" in names and len(names) > 1:
+        raise RecipeError(f"{where}: train.report_to: 'none' turns every tracker off, so it cannot be listed with "
+                          f"{[n for n in names if n != 'none']}; keep one or the other")
+    # wandb and the others refuse most punctuation in a project, and it names the TensorBoard folder under logs/
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._ -]*", train.project):
+        raise RecipeError(f"{where}: train.project: {train.project!r} must start with a letter or digit and hold only "
+                          "letters, digits, '.', '_', '-' and spaces (e.g. 'hfgen' or 'dcgan-fashion')")
+    if train.run_name is not None and not train.run_name.strip():
+        raise RecipeError(f"{where}: train.run_name: an empty name; set one, or null for output_dir's folder name")
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from accelerate import Accelerator
 from ..config import Recipe, save_recipe
 from ..hub import prepare_for_hub
 from ..sharing import scrub_config_files, shareable_recipe
+from .model_setup import lora_adapter, merge_lora, save_adapter
 
 logger = logging.getLogger("hfgen")
 
@@ -383,6 +384,10 @@ def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathL
         tmp = out / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model)
+        adapter = lora_adapter(unwrapped)
+        if adapter is not None:  # LoRA: the adapter alone in adapter/, the merged stock model at the root
+            save_adapter(adapter, tmp / "adapter")
+            unwrapped = merge_lora(unwrapped)
         prepare_for_hub(unwrapped)  # hfgen's own models ship their code: they load without hfgen too
         unwrapped.save_pretrained(tmp)
         scrub_config_files(tmp)  # e.g. a sub-config's _name_or_path: where this machine loaded the encoder from

@@ -45,6 +45,7 @@ from .checkpoint import (
     write_json_atomic,
 )
 from .divergence import check_finite, check_weights_finite
+from .model_setup import count_parameters, enable_gradient_checkpointing
 from .optim import build_scheduler
 from .progress import progress_bar
 from .trackers import start_tracking, trackers_for
@@ -107,6 +108,12 @@ class TrainingRun:
             self.batches_per_epoch = None
         self.total_steps = total_training_steps(self.recipe, self.batches_per_epoch or 0)
         schedulers = [build_scheduler(optimizer, self.train, self.total_steps) for optimizer in optimizers]
+        for model in models:
+            if self.train.gradient_checkpointing:
+                enable_gradient_checkpointing(model, self.recipe.source)
+            if self.train.compile:  # in place (nn.Module.compile): the class, state_dict keys and saves stay the model's own
+                model.compile()
+        self.parameter_counts = count_parameters(models)
         prepared = accelerator.prepare(*models, *optimizers, *schedulers)
         prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
         n, m = len(models), len(optimizers)
@@ -159,13 +166,14 @@ def train(recipe: Recipe, method) -> Path:
     run = TrainingRun(recipe, accelerator, precision, reason)
     method.build(run)
     stateful = dict(getattr(method, "stateful", {}) or {})
-    results: dict = {}
-    if not resume_from_checkpoint(run, candidates, stateful):
+    results: dict = dict(getattr(run, "parameter_counts", {}))  # parameters, trainable_parameters (LoRA: the adapters and head)
+    resumed = resume_from_checkpoint(run, candidates, stateful)
+    if not resumed:
         before = getattr(method, "before_training", None)
         if before is not None:
             results.update(before() or {})
         seed_everything(train_section.seed, accelerator, per_process=True)  # a noise stream per process
-    start_tracking(accelerator, recipe)
+    start_tracking(accelerator, recipe, resumed=resumed)  # resumed: the same wandb / MLflow runs go on
 
     state, total_steps = run.state, run.total_steps
     for model in run.models:

@@ -18,6 +18,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ..metrics.classification import LOWER_IS_BETTER
+from .model_setup import load_adapter_weights, lora_adapter, save_adapter
 
 logger = logging.getLogger("hfgen")
 
@@ -87,7 +88,12 @@ def save_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     if accelerator.is_main_process:
         tmp = Path(output_dir) / f".tmp-{BEST_DIR}"
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp)
+        unwrapped = accelerator.unwrap_model(model)
+        adapter = lora_adapter(unwrapped)
+        if adapter is not None:  # LoRA: the adapter and head are all that train; load_best_model puts them back
+            save_adapter(adapter, tmp)
+        else:
+            unwrapped.save_pretrained(tmp)
         if extra is not None:
             extra.save_pretrained(tmp)
         old = Path(output_dir) / f".old-{BEST_DIR}"
@@ -151,10 +157,17 @@ def load_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     when there is no best model yet."""
     from safetensors.torch import load_file
 
+    unwrapped = accelerator.unwrap_model(model)
+    adapter = lora_adapter(unwrapped)
+    if adapter is not None:  # a LoRA model saves (and so keeps as its best) the adapter and head only
+        if not (Path(output_dir) / BEST_DIR / "adapter_model.safetensors").is_file():
+            return False
+        load_adapter_weights(adapter, Path(output_dir) / BEST_DIR)
+        accelerator.wait_for_everyone()
+        return True
     path = Path(output_dir) / BEST_DIR / "model.safetensors"
     if not path.is_file():
         return False
-    unwrapped = accelerator.unwrap_model(model)
     state = load_file(str(path), device=str(next(unwrapped.parameters()).device))
     missing, unexpected = unwrapped.load_state_dict(state, strict=False)
     # save_pretrained leaves out tied weights; anything else missing means a different model

@@ -61,6 +61,7 @@ from ..cls_only import enable_cls_only_last_layer
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
 from ..hardware import speed_choices
+from ..model_setup import apply_lora
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
@@ -147,6 +148,11 @@ class Classifier:
                 None if rows is None else run.prepare_eval_loader(build_text_loader(rows, collator, eval_batch_size, seed=train.seed, train=False))
                 for rows in (splits.validation, splits.test)
             )
+        if options.lora is not None:
+            if images:
+                raise RecipeError(f"{recipe.source}: classifier.lora applies to text encoders (transformers); image classifiers train whole "
+                                  "or with classifier.freeze_encoder")
+            model = apply_lora(model, options.lora, options.task, recipe.source, base_model=recipe.model.pretrained)
         self.weights = class_weights(options, splits.train, names, source=recipe.source)
         optimizer = build_optimizer(
             parameter_groups(model, train.learning_rate, train.weight_decay, options.layer_lr_decay), train,

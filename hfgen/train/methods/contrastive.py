@@ -36,6 +36,7 @@ from ...metrics.retrieval import same_label_recall_at_k
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
+from ..model_setup import apply_lora
 from ..hardware import speed_choices
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
@@ -276,6 +277,8 @@ class TextContrastive:
         check_vocabulary(model, tokenizer, recipe.source)
         model.set_tokenizer(tokenizer)
         set_training_attention(model, options.attn_implementation, options.fast_dropout, run.device.type)
+        if options.lora is not None:
+            model = apply_lora(model, options.lora, "sentence_encoder", recipe.source, base_model=recipe.model.pretrained)
         self.encoder = model
 
         self.stats = stats = TextStats()

@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from ...config import Recipe
+from ...config import Recipe, RecipeError
 from ...data import save_image_grid, to_float
 from ...data.augment import simclr_views
 from ...losses.nt_xent import nt_xent_loss
@@ -44,6 +44,8 @@ class SimCLR:
     def build(self, run: TrainingRun) -> None:
         recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
         self.run = run
+        if options.lora is not None:
+            raise RecipeError(f"{recipe.source}: contrastive.lora applies to text encoders (transformers); SimCLR trains the image encoder whole")
         encoder = build_model(recipe)  # ImageEncoderModel: fresh, or the encoder of a pretrained folder
         model = ImageEncoderForContrastiveLearning(encoder.config)  # + a fresh projection head
         model.image_encoder = encoder
