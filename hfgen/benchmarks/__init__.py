@@ -41,12 +41,13 @@ WORKLOADS: dict[str, str] = {
     "low_label": "hfgen.benchmarks.low_label",  # image fine-tuning on 1% / 10% of labels: random init vs autoencoder vs SimCLR
     "speed_choices": "hfgen.benchmarks.speed_choices",  # each CPU speed choice of the engine on and off, on this machine
     "distill": "hfgen.benchmarks.distill",  # fine-tuned MiniLM teacher vs BiLSTM / 2-layer students, distilled and on labels alone
+    "finetune_options": "hfgen.benchmarks.finetune_options",  # LoRA, gradient checkpointing, torch.compile vs full fine-tuning
     "augment": "hfgen.benchmarks.augment",  # image classifier on 1% / 10% of labels, without and with images from conditional DCGAN / VAE / DDPM
 }
 
 
 # The speed-ups the project promises (hfgen throughput / peer throughput); `benchmark.py all` runs these
-# workloads, in this order. low_label, speed_choices, distill and augment have no peer (they compare settings of hfgen), so they are not here.
+# workloads, in this order. low_label, speed_choices, finetune_options, distill and augment have no peer (they compare settings of hfgen), so they are not here.
 TARGETS: dict[str, float] = {
     "mlm": 3.0,
     "finetune": 1.5,  # against the tuned Trainer (dynamic padding, length grouping, its faster precision)

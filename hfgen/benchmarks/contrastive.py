@@ -52,7 +52,7 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
     steps = 40 if quick else 250
     temperature = recipe.contrastive.temperature
     return {
-        "recipe": str(RECIPE),
+        "recipe": RECIPE.relative_to(RECIPE.parents[2]).as_posix(),  # recipes/...: no machine path in results
         "model": recipe.model.pretrained,
         "pooling": recipe.contrastive.pooling,
         "dataset": DATASET,

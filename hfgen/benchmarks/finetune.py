@@ -55,7 +55,7 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
     # quick runs are ~60 steps: a warm-up of the recipe's length would never reach the peak rate
     warmup = max(1, QUICK_TRAIN // batch_size // 10) if quick else train.warmup_steps
     return {
-        "recipe": str(RECIPE),
+        "recipe": RECIPE.relative_to(RECIPE.parents[2]).as_posix(),  # recipes/...: no machine path in results
         "model": recipe.model.pretrained,
         "dataset": recipe.data.dataset,
         "text_column": recipe.data.text_column,
@@ -95,7 +95,7 @@ def benchmark_rows(settings: dict):
     return rows
 
 
-def run_hfgen(settings: dict, output_dir: str) -> dict:
+def run_hfgen(settings: dict, output_dir: str, extra_overrides: tuple[str, ...] = ()) -> dict:
     from hfgen.benchmarks.precision import precision_used
     from hfgen.config import load_recipe
     from hfgen.train import run
@@ -110,9 +110,11 @@ def run_hfgen(settings: dict, output_dir: str) -> dict:
     ]  # fmt: skip
     if settings["train_examples"] is not None:
         overrides += [f"data.max_train_samples={settings['train_examples']}", f"data.max_eval_samples={settings['test_examples']}"]
-    out = run(load_recipe(RECIPE, overrides))
+    out = run(load_recipe(RECIPE, [*overrides, *extra_overrides]))
     results = json.loads((Path(out) / "eval_results.json").read_text())
     return {
+        "parameters": results["parameters"],
+        "trainable_parameters": results["trainable_parameters"],
         "examples_per_s": results["train_examples_per_s"],
         "train_seconds": results["train_seconds"],
         "accuracy": results["eval_accuracy"],

@@ -1,7 +1,7 @@
 """What the machine at hand can do, read once at run time, and the precision chosen from it.
 
 Speed depends on the chip, not on the code: bf16 autocast is faster than fp32 on a CPU with native bf16 (AVX512-BF16
-or AMX) and 2-3x *slower* on one without it, where it is emulated (both measured on project machines, README).
+or AMX) and 2-3x *slower* on one without it, where it is emulated (both measured on project machines: docs/engine.md, docs/benchmarks.md).
 So no recipe names a precision for "this CPU": `train.mixed_precision: auto` asks `resolve_mixed_precision`,
 which decides from the device, and the choice and its reason go into the log, `eval_results.json` and the card.
 The engine's other speed choices (attention kernel, dropout masks, fused AdamW, texts per forward) are made here

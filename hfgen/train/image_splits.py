@@ -2,7 +2,7 @@
 loading the recipe's image splits as uint8 tensors at the model's size (one loader, one policy for unreadable files),
 the input checks and conversion rules, the probe subsets, and the image-processor files saved with a finished model.
 
-Input rules (stated once, here and in the README):
+Input rules (stated once, here and in docs/images.md):
 
 - **Sizes**: every image is centre-cropped to a square on its shorter side and resized (PIL bicubic) to
   `model.image_size`; smaller images are upsampled, so SimCLR's crops always have `image_size` pixels to draw from.

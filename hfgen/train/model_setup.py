@@ -133,7 +133,11 @@ def enable_gradient_checkpointing(model: nn.Module, where: str) -> None:
             continue
         seen.update(id(m) for m in module.modules())
         if module.supports_gradient_checkpointing:
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            options = {"use_reentrant": False}
+            if hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.2x names it so
+                module.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+            else:
+                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
             enabled.append(type(module).__name__)
     if not enabled:
         raise RecipeError(f"{where}: train.gradient_checkpointing: {type(model).__name__} has no transformers encoder that "
