@@ -105,6 +105,9 @@ class TrainSection:
     # recompute each transformer layer's activations in the backward pass instead of keeping them: less memory, more
     # compute (docs/performance.md has the figures); transformers encoders only
     gradient_checkpointing: bool = False
+    # several processes: BatchNorm statistics over the global batch (SimCLR, image classifiers), not each process's slice;
+    # torch's SyncBatchNorm on GPU, hfgen's all-reduce BatchNorm on CPU (hfgen.train.sync_batchnorm); no effect on 1 process
+    sync_batchnorm: bool = False
     compile: bool = False  # torch.compile each model in place (inductor) before training; docs/performance.md: when it pays
 
 

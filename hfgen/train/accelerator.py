@@ -42,6 +42,7 @@ def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | Non
         step_scheduler_with_optimizer=False,  # schedulers are stepped once per optimizer step
     )
     check_process_count(accelerator, expected=train.num_processes, source=recipe.source)
+    check_distributed_engine(accelerator.distributed_type, recipe)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(cpu_threads_per_process(train.cpu_threads))
         if train.reuse_cpu_memory:
@@ -51,6 +52,28 @@ def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | Non
         level=logging.INFO if accelerator.is_local_main_process else logging.WARNING,
     )
     return accelerator
+
+
+SHARDED_ENGINES = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
+
+
+def check_distributed_engine(distributed_type, recipe: Recipe) -> None:
+    """Refuse, before anything is built, a launch under an engine that shards the model (FSDP, DeepSpeed): never a
+    hang or a half-sharded save. Every hfgen method trains under DDP (`accelerate launch --multi_gpu`, or
+    recipes/accelerate/multi_gpu.yaml / multi_node.yaml), which is what its tests prove."""
+    engine = SHARDED_ENGINES.get(getattr(distributed_type, "name", str(distributed_type)))
+    if engine is None:
+        return
+    if recipe.method == "gan":
+        why = f"{engine} accepts one model per Accelerator and a GAN trains two (generator and discriminator)"
+    else:
+        why = (f"hfgen's final and best-model saves, evaluation and resume have not been verified under {engine} (they "
+               "read the whole model on one process), so the run stops here rather than risk a hang or a sharded save")
+    raise LaunchError(
+        f"{recipe.source}: method {recipe.method!r} does not run under {engine}: {why}. Launch it with DDP instead: "
+        "accelerate launch --multi_gpu --num_processes N (or --config_file recipes/accelerate/multi_gpu.yaml; "
+        "several machines: recipes/accelerate/multi_node.yaml)"
+    )
 
 
 def seed_everything(seed: int, accelerator: Accelerator, per_process: bool) -> None:

@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 
 from ..config import Recipe, save_recipe
@@ -329,7 +330,7 @@ def _apply_checkpoint(run, path: Path, contents: dict, stateful: dict) -> None:
     accelerator = run.accelerator
     saved = contents["train_state"]
     for name, model in zip(_names("model", len(run.models)), run.models):
-        load_model(accelerator.unwrap_model(model), str(path / f"{name}.safetensors"), strict=True, device=str(accelerator.device))
+        load_model(accelerator.unwrap_model(model), str(path / f"{name}.safetensors"), strict=True, device=safetensors_device(accelerator.device))
     for optimizer, state in zip(run.optimizers, contents["optimizers"]):
         # the recipe's current settings win over the checkpoint's (a lowered learning rate takes effect)
         current = [{key: group[key] for key in OPTIMIZER_HYPERPARAMETERS if key in group} for group in optimizer.param_groups]
@@ -372,6 +373,13 @@ def _check_hyperparameters(run, saved: dict, path: Path) -> None:
             name = key if "." in key else f"train.{key}"
             logger.warning("%s is %r in the recipe but %r in %s: training continues with %r",
                            name, current[key], saved[key], path.name, current[key])
+
+
+def safetensors_device(device) -> str:
+    """`device` as safetensors names it: Accelerate gives a multi-machine CPU launch "cpu:<local rank>", which
+    safetensors refuses (CPU has no index)."""
+    device = torch.device(device)
+    return "cpu" if device.type == "cpu" else str(device)
 
 
 def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> None:

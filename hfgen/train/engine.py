@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..config import Recipe
+from ..config import Recipe, RecipeError
 from ..sharing import scrub_config_files, shareable_tree
 from .accelerator import build_accelerator, seed_everything, sync_buffers
 from .batches import iterate_batches, total_training_steps
@@ -46,6 +46,7 @@ from .checkpoint import (
 )
 from .divergence import check_finite, check_weights_finite
 from .model_setup import count_parameters, enable_gradient_checkpointing
+from .sync_batchnorm import convert_sync_batchnorm
 from .optim import build_scheduler
 from .progress import progress_bar
 from .trackers import start_tracking, trackers_for
@@ -96,6 +97,16 @@ class TrainingRun:
     def is_main_process(self) -> bool:
         return self.accelerator.is_main_process
 
+    def _sync_batchnorm(self, models: list) -> list:
+        """`train.sync_batchnorm`: every BatchNorm of `models` normalises with the global batch's statistics."""
+        converted = [convert_sync_batchnorm(model, self.accelerator.device.type) for model in models]
+        count = sum(n for _, n in converted)
+        if not count:
+            raise RecipeError(f"{self.recipe.source}: train.sync_batchnorm: the model has no BatchNorm layer; set it to false")
+        logger.info("train.sync_batchnorm: %d BatchNorm layers use the statistics of all %d processes' batches",
+                    count, self.accelerator.num_processes)
+        return [model for model, _ in converted]
+
     def prepare(self, loader, models: list, optimizers: list) -> tuple[Any, list, list]:
         """Prepare the training loader, then each model and optimizer (separately: two networks get two DDP
         wrappers, so each syncs its own gradients), and build one learning-rate schedule per optimizer over the
@@ -108,6 +119,8 @@ class TrainingRun:
             self.batches_per_epoch = None
         self.total_steps = total_training_steps(self.recipe, self.batches_per_epoch or 0)
         schedulers = [build_scheduler(optimizer, self.train, self.total_steps) for optimizer in optimizers]
+        if self.train.sync_batchnorm and accelerator.num_processes > 1:
+            models = self._sync_batchnorm(models)
         for model in models:
             if self.train.gradient_checkpointing:
                 enable_gradient_checkpointing(model, self.recipe.source)

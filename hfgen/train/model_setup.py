@@ -88,6 +88,16 @@ def lora_adapter(model: nn.Module):
 def save_adapter(adapter, folder: str | Path) -> None:
     """The adapter alone (adapter_config.json, adapter_model.safetensors): `PeftModel.from_pretrained(base, folder)`."""
     adapter.save_pretrained(str(folder), safe_serialization=True, save_embedding_layers=False)  # no base-config lookup (network)
+    # peft's own README is an empty template that names the base by the path it was loaded from: write what is true
+    config = next(iter(adapter.peft_config.values()))
+    base = config.base_model_name_or_path
+    (Path(folder) / "README.md").write_text(
+        "---\nlibrary_name: peft\n" + (f"base_model: {base}\n" if base and "/" in base else "") + "tags:\n- lora\n- hfgen\n---\n\n"
+        f"# LoRA adapter (r={config.r}, alpha={config.lora_alpha}) of `{base}`\n\n"
+        "Trained with hfgen. The folder above this one holds the model with this adapter merged into its weights (load that\n"
+        "with transformers as usual); this is the adapter alone, for peft:\n\n"
+        f"```python\nfrom peft import PeftModel\n\nmodel = PeftModel.from_pretrained(base_model, \"adapter\")  # base_model: `{base}` loaded as in training\n```\n"
+    )
 
 
 def load_adapter_weights(adapter, folder: str | Path) -> None:
@@ -95,8 +105,10 @@ def load_adapter_weights(adapter, folder: str | Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from .checkpoint import safetensors_device
+
     device = next(adapter.parameters()).device
-    result = set_peft_model_state_dict(adapter, load_file(str(Path(folder) / "adapter_model.safetensors"), device=str(device)))
+    result = set_peft_model_state_dict(adapter, load_file(str(Path(folder) / "adapter_model.safetensors"), device=safetensors_device(device)))
     if result.unexpected_keys:
         raise RuntimeError(f"{folder}: adapter weights do not fit the model: unexpected {result.unexpected_keys[:5]}")
 

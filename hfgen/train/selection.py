@@ -18,6 +18,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ..metrics.classification import LOWER_IS_BETTER
+from .checkpoint import safetensors_device
 from .model_setup import load_adapter_weights, lora_adapter, save_adapter
 
 logger = logging.getLogger("hfgen")
@@ -168,7 +169,7 @@ def load_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     path = Path(output_dir) / BEST_DIR / "model.safetensors"
     if not path.is_file():
         return False
-    state = load_file(str(path), device=str(next(unwrapped.parameters()).device))
+    state = load_file(str(path), device=safetensors_device(next(unwrapped.parameters()).device))
     missing, unexpected = unwrapped.load_state_dict(state, strict=False)
     # save_pretrained leaves out tied weights; anything else missing means a different model
     tied = set(getattr(unwrapped, "_tied_weights_keys", None) or [])  # a list, or a dict keyed by the tied names

@@ -63,3 +63,71 @@ def test_process_count_guard(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(LaunchError, match="only 1 came up"):
         check_process_count(One(), expected=None)
+
+
+def test_two_processes_with_sync_batchnorm_train_identical_replicas(write_recipe, tmp_path):
+    recipe = write_recipe("gan", "train.max_steps=4", "train.save_every=2", "train.batch_size=4", "train.num_processes=2",
+                          "train.sync_batchnorm=true")
+    result = launch(["--multi_gpu", "--num_processes", "2", "--main_process_port", "29519",
+                     str(ROOT / "tests" / "train" / "ddp_dump_script.py"), str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "BatchNorm layers use the statistics of all 2 processes' batches" in result.stderr
+    rank0, rank1 = (load_file(tmp_path / "out" / f"rank{r}-step4.safetensors") for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # running statistics included, without averaging
+    assert any("running_mean" in k for k in rank0)
+
+
+@pytest.mark.parametrize("engine, method", [("FSDP", "gan"), ("DEEPSPEED", "classifier")])
+def test_sharded_engines_are_refused_before_training_with_the_ddp_launch(engine, method):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from hfgen.train.accelerator import check_distributed_engine
+
+    recipe = SimpleNamespace(source="r.yaml", method=method)
+    with pytest.raises(LaunchError, match="does not run under .*accelerate launch --multi_gpu") as refused:
+        check_distributed_engine(getattr(DistributedType, engine), recipe)
+    assert ("two (generator and discriminator)" in str(refused.value)) == (method == "gan")
+    check_distributed_engine(DistributedType.MULTI_CPU, recipe)  # DDP runs
+
+
+@pytest.mark.slow  # two launchers, killed and started again: ~1 min
+def test_two_machines_on_one_host_killed_after_a_checkpoint_resume_on_both(write_recipe, tmp_path):
+    """`--num_machines 2 --machine_rank 0/1 --main_process_ip 127.0.0.1`: one launcher per "machine", as on a cluster."""
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    recipe = write_recipe("gan", "train.max_steps=400", "train.save_every=2", "train.keep_last=1", "train.batch_size=4",
+                          "train.num_processes=2", "train.sample_every=null")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+
+    def start(rank, port, *overrides):
+        log = open(tmp_path / f"machine{rank}-{port}.log", "w")
+        return subprocess.Popen(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
+             "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+             str(ROOT / "scripts" / "pretrain.py"), "--recipe", str(recipe), *overrides],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    machines = [start(rank, 29521) for rank in (0, 1)]
+    deadline = time.time() + 240
+    while not list((tmp_path / "out" / "checkpoints").glob("checkpoint-*")) and time.time() < deadline:
+        time.sleep(0.5)
+    for machine in machines:  # both machines die: the launcher and its workers (torch elastic starts them in sessions of their own)
+        for process in [*psutil.Process(machine.pid).children(recursive=True), psutil.Process(machine.pid)]:
+            process.send_signal(signal.SIGKILL)
+        machine.wait()
+    time.sleep(1)
+    killed_at = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*"))
+    assert killed_at and not (tmp_path / "out" / "config.json").exists()
+
+    machines = [start(rank, 29523, f"train.max_steps={killed_at[-1] + 4}") for rank in (0, 1)]
+    codes = [machine.wait(timeout=300) for machine in machines]
+    logs = [(tmp_path / f"machine{rank}-29523.log").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert f"resumed from" in logs[0] and f"at step {killed_at[-1]}" in logs[0]
+    assert (tmp_path / "out" / "config.json").is_file()

@@ -46,6 +46,8 @@ def test_lora_classifier_trains_adapters_only_and_saves_adapter_and_merged_model
     with torch.no_grad():
         torch.testing.assert_close(adapted(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)
     assert "LoRA" in (out / "README.md").read_text()
+    for path in [out / "adapter" / "README.md", out / "adapter" / "adapter_config.json", out / "README.md", out / "config.json"]:
+        assert str(tiny_bert) not in path.read_text() and "site-packages" not in path.read_text(), path
 
 
 def test_lora_best_model_selection_keeps_the_best_adapter(classifier_recipe):

@@ -23,6 +23,7 @@ from ..generator_eval import GeneratorEvaluation, final_sample_quality
 from ..image_splits import load_image_splits
 from ..models import build_model, model_config
 from ..optim import backward_and_step, build_optimizer
+from ..sync_batchnorm import local_batchnorm
 
 logger = logging.getLogger("hfgen")
 
@@ -157,10 +158,11 @@ def recompute_batchnorm_statistics(generator, config, device, num_batches: int, 
         m.momentum = None  # cumulative moving average
     generator.train()
     sampler = torch.Generator(device="cpu").manual_seed(0)
-    for _ in range(num_batches):
-        latents = torch.randn(batch_size, config.latent_dim, generator=sampler).to(device)
-        labels = torch.randint(0, config.num_classes, (batch_size,), generator=sampler).to(device) if config.num_classes else None
-        generator(latents, labels)
+    with local_batchnorm(generator):  # the main process alone runs this: train.sync_batchnorm must not wait for the others
+        for _ in range(num_batches):
+            latents = torch.randn(batch_size, config.latent_dim, generator=sampler).to(device)
+            labels = torch.randint(0, config.num_classes, (batch_size,), generator=sampler).to(device) if config.num_classes else None
+            generator(latents, labels)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     generator.train(was_training)
