@@ -138,7 +138,6 @@ def pair_retrieval(model, pairs: list[dict], settings: dict) -> dict:
 def run_hfgen(settings: dict, train_path: str, output_dir: str) -> tuple[dict, object]:
     from sentence_transformers import SentenceTransformer
 
-    import hfgen.models  # noqa: F401  (registers hfgen-sentence-encoder for SentenceTransformer loading)
     from hfgen.benchmarks.precision import precision_used
     from hfgen.config import load_recipe
     from hfgen.train import run
