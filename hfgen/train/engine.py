@@ -46,9 +46,9 @@ from .checkpoint import (
 )
 from .divergence import check_finite, check_weights_finite
 from .model_setup import count_parameters, enable_gradient_checkpointing
-from .sync_batchnorm import convert_sync_batchnorm
 from .optim import build_scheduler
 from .progress import progress_bar
+from .sync_batchnorm import convert_sync_batchnorm
 from .trackers import start_tracking, trackers_for
 
 logger = logging.getLogger("hfgen")
@@ -91,6 +91,7 @@ class TrainingRun:
         self.total_steps = 0
         self.batches_per_epoch: int | None = None
         self.items_seen = 0  # images / tokens / examples trained on in this run, over every process
+        self.parameter_counts: dict = {}  # parameters, trainable_parameters of the prepared models (LoRA: adapters + head)
         self.checkpoint_hooks: list = []  # (save(folder), load(folder)) pairs, e.g. the best model kept in checkpoints
 
     @property
@@ -179,7 +180,7 @@ def train(recipe: Recipe, method) -> Path:
     run = TrainingRun(recipe, accelerator, precision, reason)
     method.build(run)
     stateful = dict(getattr(method, "stateful", {}) or {})
-    results: dict = dict(getattr(run, "parameter_counts", {}))  # parameters, trainable_parameters (LoRA: the adapters and head)
+    results: dict = dict(run.parameter_counts)
     resumed = resume_from_checkpoint(run, candidates, stateful)
     if not resumed:
         before = getattr(method, "before_training", None)

@@ -16,7 +16,6 @@ missing, before anything trains.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -66,8 +65,8 @@ def apply_lora(model: nn.Module, section: LoraSection, task: str, where: str, ba
     if base_model is not None:
         for adapter_config in adapted.peft_config.values():
             adapter_config.base_model_name_or_path = base_model
-    trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in adapted.parameters())
+    counts = count_parameters([adapted])
+    trainable, total = counts["trainable_parameters"], counts["parameters"]
     logger.info("LoRA r=%d alpha=%g on %s: %s of %s parameters train (%.2f%%)", section.r, section.alpha,
                 sorted(next(iter(adapted.peft_config.values())).target_modules), f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     if task == "sentence_encoder":
@@ -126,13 +125,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
         for name, child in parent.named_children():
             if child is adapter:
                 setattr(parent, name, merged)
+                return model
     return model
-
-
-def adapter_summary(folder: str | Path) -> dict:
-    """What the card says of a saved adapter."""
-    config = json.loads((Path(folder) / "adapter_config.json").read_text())
-    return {k: config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "base_model_name_or_path")}
 
 
 def enable_gradient_checkpointing(model: nn.Module, where: str) -> None:

@@ -26,12 +26,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 SYNC_DEVICE_TYPES = ("cuda", "hpu", "xpu")  # where torch's nn.SyncBatchNorm runs
 
 
-class CrossProcessBatchNorm(_BatchNorm):
-    """BatchNorm (1d/2d/3d inputs) whose training statistics are those of the batch of every process."""
+class _LocalBatchNorm(_BatchNorm):
+    """A BatchNorm of any input rank that never synchronises (what `local_batchnorm` turns synced ones into)."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+
+class CrossProcessBatchNorm(_LocalBatchNorm):
+    """BatchNorm (1d/2d/3d inputs) whose training statistics are those of the batch of every process."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
@@ -80,14 +84,6 @@ def convert_sync_batchnorm(model: nn.Module, device_type: str) -> tuple[nn.Modul
                 setattr(parent, name, replacement)
                 count += 1
     return model, count
-
-
-class _LocalBatchNorm(_BatchNorm):
-    """A BatchNorm of any input rank that never synchronises (what `local_batchnorm` turns synced ones into)."""
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
 
 @contextlib.contextmanager

@@ -184,7 +184,7 @@ class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
         path = str(pretrained_model_name_or_path)
         hub = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
         config_file = cached_file(path, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
-        if config_file is not None and json.loads(open(config_file).read()).get("model_type") == SentenceEncoderConfig.model_type:
+        if config_file is not None and _read_json(config_file).get("model_type") == SentenceEncoderConfig.model_type:
             return super().from_pretrained(path, *args, **kwargs)  # the old format: config + weights as saved
         settings = read_sentence_transformers_settings(path, **hub)
         if settings is None:
@@ -238,6 +238,11 @@ def write_sentence_transformers_files(folder, config: SentenceEncoderConfig) -> 
         os.makedirs(os.path.join(folder, "2_Normalize"), exist_ok=True)
 
 
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def read_sentence_transformers_settings(path: str, **hub) -> dict | None:
     """{"pooling", "normalize", "max_length", "subfolder"} of the sentence-transformers folder or Hub repo at
     `path`, or None when it has no modules.json. Raises ValueError for a pipeline this class cannot be (pooling
@@ -245,14 +250,14 @@ def read_sentence_transformers_settings(path: str, **hub) -> dict | None:
     modules_file = cached_file(path, "modules.json", _raise_exceptions_for_missing_entries=False, **hub)
     if modules_file is None:
         return None
-    modules = sorted(json.loads(open(modules_file).read()), key=lambda m: m.get("idx", 0))
+    modules = sorted(_read_json(modules_file), key=lambda m: m.get("idx", 0))
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
         raise ValueError(f"{path}/modules.json: modules {kinds}; hfgen's SentenceEncoderModel is Transformer + Pooling "
                          "[+ Normalize]. Load this model with sentence_transformers.SentenceTransformer.")
     transformer, pooler = modules[0].get("path", ""), modules[1].get("path", "")
     pooling_file = cached_file(path, f"{pooler}/config.json".lstrip("/"), **hub)
-    pooling_config = json.loads(open(pooling_file).read())
+    pooling_config = _read_json(pooling_file)
     if "pooling_mode" in pooling_config:  # sentence-transformers >= 6
         mode = pooling_config["pooling_mode"]
     else:
@@ -263,7 +268,7 @@ def read_sentence_transformers_settings(path: str, **hub) -> dict | None:
                          f"{list(POOLING_MODES)}. Load this model with sentence_transformers.SentenceTransformer.")
     settings_file = cached_file(path, f"{transformer}/sentence_bert_config.json".lstrip("/"),
                                 _raise_exceptions_for_missing_entries=False, **hub)
-    max_length = json.loads(open(settings_file).read()).get("max_seq_length") if settings_file else None
+    max_length = _read_json(settings_file).get("max_seq_length") if settings_file else None
     return {"pooling": mode, "normalize": len(modules) == 3, "max_length": max_length or 256, "subfolder": transformer or None}
 
 

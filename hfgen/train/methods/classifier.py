@@ -111,6 +111,9 @@ class Classifier:
         check_teacher_options(recipe, images)
         if options.synthetic is not None and not images:
             raise RecipeError(f"{recipe.source}: classifier.synthetic adds generated images: it applies to image classifiers only")
+        if options.lora is not None and images:  # before any data or weights are loaded
+            raise RecipeError(f"{recipe.source}: classifier.lora applies to text encoders (transformers); image classifiers train whole "
+                              "or with classifier.freeze_encoder")
         self.tokenizer = tokenizer = None if images else load_tokenizer(recipe)
         self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
         names = self.names = splits.label_names
@@ -149,9 +152,6 @@ class Classifier:
                 for rows in (splits.validation, splits.test)
             )
         if options.lora is not None:
-            if images:
-                raise RecipeError(f"{recipe.source}: classifier.lora applies to text encoders (transformers); image classifiers train whole "
-                                  "or with classifier.freeze_encoder")
             model = apply_lora(model, options.lora, options.task, recipe.source, base_model=recipe.model.pretrained)
         self.weights = class_weights(options, splits.train, names, source=recipe.source)
         optimizer = build_optimizer(

@@ -36,8 +36,8 @@ from ...metrics.retrieval import same_label_recall_at_k
 from ..batches import build_dataloader
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
-from ..model_setup import apply_lora
 from ..hardware import speed_choices
+from ..model_setup import apply_lora
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
 from .tokenizer import check_vocabulary, load_tokenizer
