@@ -88,6 +88,9 @@ class TrainSection:
     seed: int = 0
     save_every: int | None = 500  # optimizer steps between resumable checkpoints; null: only at the end
     keep_last: int = 2  # resumable checkpoints kept on disk
+    # several machines that share no filesystem: each machine's first process writes the checkpoints into its own
+    # output_dir (its local disk), and resume takes the newest checkpoint that every machine holds (docs/scale_out.md)
+    save_on_each_node: bool = False
     resume: str = "auto"  # auto: newest complete checkpoint in output_dir; never; or a checkpoint path
     overwrite: bool = False  # allow writing into an output_dir that holds a finished run
     log_every: int = 50  # optimizer steps between logged scalars

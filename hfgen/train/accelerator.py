@@ -36,7 +36,8 @@ def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | Non
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         log_with=log_with,
         project_config=ProjectConfiguration(
-            project_dir=train.output_dir, logging_dir=os.path.join(train.output_dir, "logs")
+            project_dir=train.output_dir, logging_dir=os.path.join(train.output_dir, "logs"),
+            save_on_each_node=train.save_on_each_node,
         ),
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
         step_scheduler_with_optimizer=False,  # schedulers are stepped once per optimizer step

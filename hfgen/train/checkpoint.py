@@ -90,19 +90,19 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
     if train.resume not in ("auto", "never"):
         resume_from = Path(train.resume)
         candidates = [resume_from]
-        if not (resume_from / "train_state.json").is_file():
+        if not _all_processes_agree(accelerator, (resume_from / "train_state.json").is_file()):  # on every machine
             raise OutputDirError(
                 f"{recipe.source}: train.resume: {str(resume_from)!r} is not a complete hfgen checkpoint "
                 "(no train_state.json); use 'auto', 'never' or a checkpoints/checkpoint-N folder"
             )
-    elif is_finished(out) and not train.overwrite:
+    elif not _all_processes_agree(accelerator, not is_finished(out)) and not train.overwrite:  # one machine's verdict stops all
         raise OutputDirError(
             f"{recipe.source}: train.output_dir {str(out)!r} already holds a finished run (config.json); "
             "set train.overwrite=true to replace it, choose another train.output_dir, or set "
             "train.resume to one of its checkpoints to train further"
         )
     elif train.overwrite:
-        if accelerator.is_main_process and out.exists():
+        if writes_checkpoints(accelerator) and out.exists():
             for name in ("checkpoints", "samples", "logs"):
                 shutil.rmtree(out / name, ignore_errors=True)
             (out / "config.json").unlink(missing_ok=True)
@@ -110,7 +110,7 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
         existing = list_checkpoints(out)
         if not existing and recipe.hub.push_checkpoints:  # a fresh machine: continue from the Hub branch
             problem = None
-            if accelerator.is_main_process:
+            if writes_checkpoints(accelerator):  # with save_on_each_node every machine fetches its own copy
                 from ..hub import download_checkpoints
 
                 try:
@@ -121,7 +121,7 @@ def prepare_output_dir(recipe: Recipe, accelerator: Accelerator) -> list[Path]:
                 raise OutputDirError(f"{recipe.source}: could not fetch the checkpoints of {recipe.hub.repo_id} "
                                      f"(branch {recipe.hub.checkpoint_branch}): {problem or 'failed on the main process'}")
             existing = list_checkpoints(out)
-        candidates = existing[::-1]
+        candidates = checkpoints_on_every_machine(accelerator, existing)[::-1]
     accelerator.wait_for_everyone()
     problem = None
     if accelerator.is_main_process:
@@ -182,13 +182,14 @@ def save_checkpoint(run, stateful: dict) -> Path:
     root = checkpoints_dir(run.output_dir)
     final = root / f"checkpoint-{state.step:08d}"
     tmp = root / f".tmp-checkpoint-{state.step:08d}"
-    if accelerator.is_main_process:
+    writer = writes_checkpoints(accelerator)  # the main process; with save_on_each_node, each machine's first
+    if writer:
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(".tmp-checkpoint-*"):  # left behind by a run killed mid-write
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if writer:
         for name, model in zip(_names("model", len(run.models)), run.models):
             save_model(accelerator.unwrap_model(model), str(tmp / f"{name}.safetensors"))
         for name, optimizer in zip(_names("optimizer", len(run.optimizers)), run.optimizers):
@@ -204,7 +205,7 @@ def save_checkpoint(run, stateful: dict) -> Path:
             save_hook(tmp)
     save_state(capture_rng_state(), tmp, f"random_states_{accelerator.process_index}")
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if writer:
         write_json_atomic(tmp / "train_state.json", {
             **state.state_dict(), "format": CHECKPOINT_FORMAT, "hyperparameters": _recorded_hyperparameters(run),
         })  # fmt: skip
@@ -215,7 +216,7 @@ def save_checkpoint(run, stateful: dict) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
         callback = _ON_CHECKPOINT_SAVED.get()
-        if callback is not None:
+        if callback is not None and accelerator.is_main_process:  # one push, from the main machine
             callback(final)
     accelerator.wait_for_everyone()
     return final
@@ -263,11 +264,48 @@ def resume_from_checkpoint(run, candidates: list[Path], stateful: dict) -> bool:
 def _set_aside(accelerator, path: Path) -> None:
     """Rename a refused checkpoint of this run to `.refused-checkpoint-N`: no longer listed, so pruning keeps the
     good ones and later resumes do not try it again; kept on disk for inspection."""
-    if accelerator.is_main_process and path.parent == checkpoints_dir(path.parent.parent) and CHECKPOINT_RE.match(path.name):
+    if writes_checkpoints(accelerator) and path.parent == checkpoints_dir(path.parent.parent) and CHECKPOINT_RE.match(path.name):
         target = path.with_name(f".refused-{path.name}")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(path, target)
     accelerator.wait_for_everyone()
+
+
+def writes_checkpoints(accelerator) -> bool:
+    """Whether this process writes (and renames, prunes, sets aside) the checkpoint folders: the main process, or with
+    `train.save_on_each_node` the first process of every machine, into that machine's own `output_dir`."""
+    if getattr(accelerator.project_configuration, "save_on_each_node", False):
+        return accelerator.is_local_main_process
+    return accelerator.is_main_process
+
+
+def checkpoints_on_every_machine(accelerator, local: list[Path]) -> list[Path]:
+    """The checkpoints of `local` (this process's listing, oldest first) that every process also lists, so that all
+    resume from the same step: machines without a shared filesystem each list their own disk, and one that died
+    mid-write, or was added later, holds fewer. What some process lacks is named in a warning."""
+    if accelerator.num_processes == 1:
+        return local
+    import torch
+
+    steps = [int(CHECKPOINT_RE.match(p.name).group(1)) for p in local]
+    count = torch.tensor([len(steps)], device=accelerator.device)
+    longest = int(accelerator.reduce(count, reduction="max").item())
+    if longest == 0:
+        return local
+    padded = torch.full((1, longest), -1, dtype=torch.long, device=accelerator.device)
+    padded[0, : len(steps)] = torch.tensor(steps, dtype=torch.long)
+    every = accelerator.gather(padded).cpu().tolist()  # one row per process
+    listed = [{step for step in row if step >= 0} for row in every]
+    common = set.intersection(*listed)
+    missing = {rank: sorted(set().union(*listed) - held) for rank, held in enumerate(listed) if set().union(*listed) - held}
+    if missing and accelerator.is_main_process:
+        detail = "; ".join(f"process {rank} lacks step(s) {', '.join(map(str, lacks))}" for rank, lacks in missing.items())
+        hint = "" if writes_checkpoints(accelerator) and accelerator.is_local_main_process and getattr(
+            accelerator.project_configuration, "save_on_each_node", False) else (
+            "; machines that share no filesystem need train.save_on_each_node: true")
+        logger.warning("checkpoints differ between processes (%s): resuming from the newest that every process holds%s%s",
+                       detail, f" (step {max(common)})" if common else " (none: starting afresh)", hint)
+    return [p for p, step in zip(local, steps) if step in common]
 
 
 def _all_processes_agree(accelerator, ok: bool) -> bool:

@@ -2,6 +2,7 @@
 launch that silently starts one process instead of two is refused."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,63 @@ def test_two_machines_on_one_host_killed_after_a_checkpoint_resume_on_both(write
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert f"resumed from" in logs[0] and f"at step {killed_at[-1]}" in logs[0]
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+def test_two_machines_without_a_shared_filesystem_each_keep_checkpoints_and_resume_from_the_same_step(write_recipe, tmp_path):
+    """`train.save_on_each_node`: each "machine" writes into its own output_dir (its local disk). Machine 1 lost its
+    newest checkpoint (died mid-write); both must resume from the newest step they both hold, not each its own."""
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    recipe = write_recipe("gan", "train.max_steps=400", "train.save_every=2", "train.keep_last=3", "train.batch_size=4",
+                          "train.num_processes=2", "train.sample_every=null", "train.save_on_each_node=true")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    disks = [tmp_path / "machine0", tmp_path / "machine1"]
+
+    def start(rank, port, *overrides):
+        log = open(tmp_path / f"machine{rank}-{port}.log", "w")
+        return subprocess.Popen(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
+             "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+             str(ROOT / "scripts" / "pretrain.py"), "--recipe", str(recipe), f"train.output_dir={disks[rank]}", *overrides],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def steps(disk):
+        return sorted(int(p.name.split("-")[1]) for p in (disk / "checkpoints").glob("checkpoint-*"))
+
+    def kill(machines):  # the launcher and its workers (torch elastic starts them in sessions of their own)
+        for machine in machines:
+            try:
+                for process in [*psutil.Process(machine.pid).children(recursive=True), psutil.Process(machine.pid)]:
+                    process.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+            machine.wait()
+
+    machines = [start(rank, 29525) for rank in (0, 1)]
+    deadline = time.time() + 240
+    while min(len(steps(disk)) for disk in disks) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    kill(machines)
+    time.sleep(1)
+    held = [steps(disk) for disk in disks]
+    assert len(held[1]) >= 2, held
+    for step in held[1][-1:]:  # machine 1 loses its newest: machine 0 now holds a step machine 1 does not
+        shutil.rmtree(disks[1] / "checkpoints" / f"checkpoint-{step:08d}")
+    common = max(set(held[0]) & set(held[1][:-1]))
+
+    machines = [start(rank, 29527, f"train.max_steps={max(held[0]) + 4}") for rank in (0, 1)]
+    try:  # machines resuming from different steps would wait on each other forever
+        codes = [machine.wait(timeout=300) for machine in machines]
+    finally:
+        kill(machines)
+    logs = [(tmp_path / f"machine{rank}-29527.log").read_text() for rank in (0, 1)]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    for log in logs:  # each machine's first process reads its own disk, and both start from the same step
+        assert f"at step {common} " in log, log[-3000:]
+    assert "checkpoints differ between processes" in logs[0] and "lacks step" in logs[0]
+    assert (disks[0] / "config.json").is_file()
+    assert max(steps(disks[1])) > common  # machine 1 goes on writing its own checkpoints
