@@ -204,10 +204,18 @@ class PackedSequences(torch.utils.data.Dataset):
 class StreamedPackedSequences(torch.utils.data.IterableDataset):
     """Packed sequences from a streamed `datasets.IterableDataset`, tokenised on the fly: memory stays flat
     as the corpus grows. Rows are shuffled through a seeded buffer that is reshuffled every epoch
-    (`set_epoch`), and the stream repeats, epoch after epoch, until the training loop stops."""
+    (`set_epoch`), and the stream repeats, epoch after epoch, until the training loop stops.
+
+    Under several processes each reads its own part of the corpus (`rank` of `world_size`, by
+    `datasets.distributed.split_dataset_by_node`: whole files or shards when they divide evenly, else every
+    world_size-th row), so reading and tokenising are spread over the processes instead of done by one."""
 
     def __init__(self, rows, text_column: str, tokenizer, max_length: int, mode: str = "line", seed: int = 0,
-                 shuffle_buffer: int | None = 10_000, stats: TextStats | None = None):
+                 shuffle_buffer: int | None = 10_000, stats: TextStats | None = None, rank: int = 0, world_size: int = 1):
+        if world_size > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            rows = split_dataset_by_node(rows, rank=rank, world_size=world_size)
         self.rows, self.text_column, self.tokenizer = rows, text_column, tokenizer
         self.max_length, self.mode, self.seed, self.shuffle_buffer = max_length, mode, seed, shuffle_buffer
         self.stats = stats if stats is not None else TextStats()

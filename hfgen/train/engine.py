@@ -108,12 +108,20 @@ class TrainingRun:
                     count, self.accelerator.num_processes)
         return [model for model, _ in converted]
 
-    def prepare(self, loader, models: list, optimizers: list) -> tuple[Any, list, list]:
+    def prepare(self, loader, models: list, optimizers: list, loader_is_per_process: bool = False) -> tuple[Any, list, list]:
         """Prepare the training loader, then each model and optimizer (separately: two networks get two DDP
         wrappers, so each syncs its own gradients), and build one learning-rate schedule per optimizer over the
-        run's optimizer steps. Returns the prepared (loader, models, optimizers)."""
+        run's optimizer steps. Returns the prepared (loader, models, optimizers). `loader_is_per_process`: the
+        loader already yields this process's own batches (a stream split by node); it is only placed on the device
+        and made resumable, not sharded or dispatched again."""
         accelerator = self.accelerator
-        self.loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
+        if loader_is_per_process and accelerator.num_processes > 1:
+            from accelerate.data_loader import prepare_data_loader
+
+            self.loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0,
+                                              put_on_device=True, dispatch_batches=False, non_blocking=accelerator.non_blocking)
+        else:
+            self.loader = accelerator.prepare(loader)  # first, so len(loader) is the per-process batch count
         try:
             self.batches_per_epoch = len(self.loader)
         except TypeError:  # a streamed dataset: no length, train.max_steps is required

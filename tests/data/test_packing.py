@@ -74,6 +74,24 @@ def test_streamed_txt_file_packs_the_same_sequences_as_in_memory(tmp_path, token
     assert stream.stats.empty_skipped == 120 // 7
 
 
+@pytest.mark.parametrize("files", [1, 2])
+def test_streamed_corpus_is_split_between_processes_each_document_read_once(tmp_path, tokenizer, hfgen_cache_tmp, files):
+    """Under 2 processes each reads its own part (by file when the files divide evenly, else every other row): the two
+    parts are disjoint and together are the whole corpus, also with the seeded shuffle buffer on."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    lines = [f"document number {i} about the garden" for i in range(60)]
+    for f in range(files):
+        (folder / f"part{f}.txt").write_text("\n".join(lines[f::files]) + "\n")
+    streamed = build_dataset(str(folder), streaming=True)["train"]
+    parts = []
+    for rank in (0, 1):
+        stream = StreamedPackedSequences(streamed, "text", tokenizer, max_length=16, shuffle_buffer=8, rank=rank, world_size=2)
+        parts.append(list(stream._texts()))
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == sorted(lines)
+
+
 def test_streaming_memory_stays_flat_as_the_corpus_grows(tokenizer):
     """The pipeline holds one batch of documents and one partial sequence: peak memory for 10x more text is the same
     (the first tokenizer batch, ~1,000 documents, sets the plateau)."""

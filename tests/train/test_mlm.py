@@ -135,8 +135,8 @@ def test_tokenizer_that_does_not_match_the_embeddings_fails_with_both_sizes(mlm_
 
 
 def test_two_process_run_streams_trains_its_own_tokenizer_and_evaluates_every_sequence_once(mlm_recipe, tmp_path):
-    """DDP over gloo: rank 0 trains the tokenizer and dispatches streamed batches; the held-out figures count each
-    packed eval sequence once (gather_for_metrics drops the padding duplicates)."""
+    """DDP over gloo: rank 0 trains the tokenizer, each process streams its own part of the corpus; the held-out
+    figures count each packed eval sequence once (gather_for_metrics drops the padding duplicates)."""
     import os
     import subprocess
     import sys

@@ -152,14 +152,16 @@ def resolve_tokenizer(recipe: Recipe, accelerator):
     return load_tokenizer(str(folder), key="the trained tokenizer")
 
 
-def packed_split(recipe: Recipe, dataset, split: str, key: str, tokenizer, stats: TextStats, train: bool):
-    """The packed sequences of one split: in memory (`PackedSequences`), or streamed for training when `data.streaming`."""
+def packed_split(recipe: Recipe, dataset, split: str, key: str, tokenizer, stats: TextStats, train: bool,
+                 rank: int = 0, world_size: int = 1):
+    """The packed sequences of one split: in memory (`PackedSequences`), or streamed for training when `data.streaming`
+    (process `rank` of `world_size` then reads its own part of the stream)."""
     data, options = recipe.data, recipe.mlm
     rows = select_split(dataset, split, key, ref=data.dataset)
     require_text_columns(rows, {"data.text_column": data.text_column}, ref=data.dataset)
     if data.streaming and train:
         return StreamedPackedSequences(rows, data.text_column, tokenizer, options.max_length, options.documents,
-                                       seed=recipe.train.seed, stats=stats)
+                                       seed=recipe.train.seed, stats=stats, rank=rank, world_size=world_size)
     limit = data.max_train_samples if train else None
     if not data.streaming and train and limit is not None:
         rows = rows.shuffle(seed=recipe.train.seed).select(range(min(limit, len(rows))))
@@ -214,7 +216,9 @@ class MaskedLM:
         self.special_ids = sorted(set(tokenizer.all_special_ids))
 
         self.train_stats, self.eval_stats = TextStats(), TextStats()
-        train_sequences = packed_split(recipe, dataset, data.train_split, "data.train_split", tokenizer, self.train_stats, train=True)
+        accelerator = run.accelerator
+        train_sequences = packed_split(recipe, dataset, data.train_split, "data.train_split", tokenizer, self.train_stats, train=True,
+                                       rank=accelerator.process_index, world_size=accelerator.num_processes)
         if isinstance(train_sequences, PackedSequences):
             loader = build_dataloader(train_sequences, train.batch_size, seed=train.seed, shuffle=True, drop_last=True, num_workers=data.num_workers)
             logger.info("packed %s", self.train_stats.as_dict())
@@ -230,7 +234,9 @@ class MaskedLM:
         # no decay on biases and norms (BERT)
         optimizer = build_optimizer(parameter_groups(model, train.learning_rate, train.weight_decay), train,
                                     fused=speed_choices(run.device.type).fused_adamw)
-        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer])
+        # a stream split by node is this process's already: placed on the device, not dispatched from rank 0
+        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer],
+                                                              loader_is_per_process=not isinstance(train_sequences, PackedSequences))
 
     def before_training(self) -> dict:
         if self.eval_loader is None:  # the "before" figures
@@ -257,7 +263,11 @@ class MaskedLM:
     def finish(self, results: dict) -> Final:
         if self.holdout is not None:
             results["eval_holdout"] = self.holdout
-        results.update({"train_tokens": self.run.items_seen, **self.train_stats.as_dict("train_"), **self.eval_stats.as_dict("eval_")})
+        train_stats = self.train_stats.as_dict("train_")
+        if self.recipe.data.streaming and self.run.accelerator.num_processes > 1:  # each process read its own part
+            counts = torch.tensor(list(train_stats.values()), dtype=torch.long, device=self.run.device)
+            train_stats = dict(zip(train_stats, self.run.accelerator.reduce(counts, reduction="sum").tolist()))
+        results.update({"train_tokens": self.run.items_seen, **train_stats, **self.eval_stats.as_dict("eval_")})
         final = self.evaluate()
         if final:
             results.update(final)
