@@ -201,6 +201,28 @@ class PackedSequences(torch.utils.data.Dataset):
         return {"input_ids": self.sequences[index].long()}
 
 
+def rows_of_process(rows, rank: int = 0, world_size: int = 1):
+    """This process's part of a streamed `datasets.IterableDataset` (`split_dataset_by_node`: whole files or shards
+    when their number divides by `world_size`, else every world_size-th row); all of it for one process."""
+    if world_size <= 1:
+        return rows
+    from datasets.distributed import split_dataset_by_node
+
+    return split_dataset_by_node(rows, rank=rank, world_size=world_size)
+
+
+def epoch_rows(rows, seed: int, shuffle_buffer: int | None, epoch: int) -> Iterator[dict]:
+    """The rows of one epoch of a stream, through a buffer shuffled by (seed, epoch) when `shuffle_buffer`; with
+    DataLoader workers, each worker gets every num_workers-th row (not all of them)."""
+    if shuffle_buffer:
+        rows = rows.shuffle(seed=seed, buffer_size=shuffle_buffer)
+        rows.set_epoch(epoch)
+    worker = torch.utils.data.get_worker_info()
+    for index, row in enumerate(rows):
+        if worker is None or index % worker.num_workers == worker.id:
+            yield row
+
+
 class StreamedPackedSequences(torch.utils.data.IterableDataset):
     """Packed sequences from a streamed `datasets.IterableDataset`, tokenised on the fly: memory stays flat
     as the corpus grows. Rows are shuffled through a seeded buffer that is reshuffled every epoch
@@ -212,11 +234,7 @@ class StreamedPackedSequences(torch.utils.data.IterableDataset):
 
     def __init__(self, rows, text_column: str, tokenizer, max_length: int, mode: str = "line", seed: int = 0,
                  shuffle_buffer: int | None = 10_000, stats: TextStats | None = None, rank: int = 0, world_size: int = 1):
-        if world_size > 1:
-            from datasets.distributed import split_dataset_by_node
-
-            rows = split_dataset_by_node(rows, rank=rank, world_size=world_size)
-        self.rows, self.text_column, self.tokenizer = rows, text_column, tokenizer
+        self.rows, self.text_column, self.tokenizer = rows_of_process(rows, rank, world_size), text_column, tokenizer
         self.max_length, self.mode, self.seed, self.shuffle_buffer = max_length, mode, seed, shuffle_buffer
         self.stats = stats if stats is not None else TextStats()
         self.epoch = 0
@@ -225,15 +243,8 @@ class StreamedPackedSequences(torch.utils.data.IterableDataset):
         self.epoch = epoch
 
     def _texts(self) -> Iterator[str | None]:
-        rows = self.rows
-        if self.shuffle_buffer:
-            rows = rows.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
-            rows.set_epoch(self.epoch)
-        worker = torch.utils.data.get_worker_info()
-        for index, row in enumerate(rows):
-            # with DataLoader workers, each tokenises every num_workers-th row (not all of them)
-            if worker is None or index % worker.num_workers == worker.id:
-                yield row[self.text_column]
+        for row in epoch_rows(self.rows, self.seed, self.shuffle_buffer, self.epoch):
+            yield row[self.text_column]
 
     def __iter__(self):
         produced = False

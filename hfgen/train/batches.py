@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-from ..config import Recipe
+from ..config import Recipe, RecipeError
 from .checkpoint import TrainState
 
 
@@ -56,6 +56,12 @@ def sampled_loader(dataset, sampler, batch_size: int, drop_last: bool, seed: int
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def require_max_steps_when_streaming(recipe: Recipe) -> None:
+    """A streamed dataset has no length: the run's length must come from `train.max_steps`."""
+    if recipe.data.streaming and recipe.train.max_steps is None:
+        raise RecipeError(f"{recipe.source}: train.max_steps: a streamed dataset has no known length; set train.max_steps")
 
 
 def total_training_steps(recipe: Recipe, batches_per_epoch: int) -> int:

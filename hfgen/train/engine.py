@@ -142,6 +142,14 @@ class TrainingRun:
         self.models, self.optimizers, self.schedulers = prepared[:n], prepared[n : n + m], prepared[n + m :]
         return self.loader, self.models, self.optimizers
 
+    def text_counts(self, counts: dict[str, int], per_process: bool) -> dict[str, int]:
+        """Counts kept while reading the training texts; summed over the processes when each read its own part of
+        a stream (`per_process`), else the main process's (every process read the whole split)."""
+        if not per_process or self.accelerator.num_processes == 1:
+            return counts
+        values = torch.tensor(list(counts.values()), dtype=torch.long, device=self.device)
+        return dict(zip(counts, self.accelerator.reduce(values, reduction="sum").tolist()))
+
     def prepare_eval_loader(self, loader):
         """An evaluation loader, sharded over processes (`gather_for_metrics` drops the padding duplicates)."""
         return None if loader is None else self.accelerator.prepare(loader)

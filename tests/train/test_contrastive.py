@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from hfgen.config import TokenizerSection, apply_override, load_recipe
+from hfgen.config import RecipeError, TokenizerSection, apply_override, load_recipe
 from hfgen.data import DatasetError
 from hfgen.models import SentenceEncoderModel
 from hfgen.train import run
@@ -141,6 +141,18 @@ def test_supervised_pairs_with_hard_negatives_train(contrastive_recipe, text_fil
     assert losses[-1] < losses[0] - 0.3, losses
 
 
+def test_streamed_simcse_trains_reading_the_file_as_it_goes(contrastive_recipe):
+    """data.streaming: the texts are read through a shuffle buffer, epoch after epoch, instead of loaded first."""
+    out = run(load_recipe(contrastive_recipe("data.streaming=true")))
+    losses = [row["loss"] for row in read_metrics(out) if "loss" in row]
+    assert losses[-1] < losses[0] - 0.2, losses
+    results = json.loads((out / "eval_results.json").read_text())
+    # 30 steps x 16 = two whole passes over the 240 lines (15 full batches each): the counts are of what was read
+    assert results["train_documents"] == 480 and results["train_empty_skipped"] == 2 and results["steps"] == 30
+    with pytest.raises(RecipeError, match="train.max_steps: a streamed dataset has no known length"):
+        run(load_recipe(contrastive_recipe("data.streaming=true", "train.max_steps=null", "train.num_epochs=1", "train.overwrite=true", name="epochs.yaml")))
+
+
 def test_pairs_file_missing_a_column_names_the_columns_present(contrastive_recipe, text_files):
     recipe = load_recipe(contrastive_recipe("contrastive.objective=pairs", f"data.dataset={text_files / 'pairs.csv'}",
                                             "data.text_column=anchor", "data.text_pair_column=positives"))
@@ -189,6 +201,22 @@ def test_two_processes_train_like_one_process_with_the_concatenated_batch(contra
     assert result.returncode == 0, result.stderr[-4000:]
     c = load_file(tmp_path / "local" / "model.safetensors")
     assert any(not torch.allclose(c[key], a[key], rtol=1e-4, atol=2e-5) for key in compared)
+
+
+def test_two_processes_stream_each_its_own_half_of_the_pairs(contrastive_recipe, text_files, tmp_path):
+    """Streamed under 2 processes, each reads its own part of the 240-row file (every other row, 120): an epoch is 15
+    batches of 8, so step 20 is the 5th batch of the second epoch (reading the whole file, it would be the first)."""
+    recipe = contrastive_recipe("data.streaming=true", "contrastive.objective=pairs", f"data.dataset={text_files / 'pairs.csv'}",
+                                "data.text_column=anchor", "data.text_pair_column=positive", "contrastive.retrieval_dataset=null",
+                                "train.max_steps=20", "train.batch_size=8", "train.num_processes=2", name="streamed.yaml")
+    result = _launch(["--multi_gpu", "--num_processes", "2", "--main_process_port", "29533",
+                      str(ROOT / "scripts" / "pretrain.py"), "--recipe", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    state = json.loads((tmp_path / "out" / "checkpoints" / "checkpoint-00000020" / "train_state.json").read_text())
+    assert (state["epoch"], state["batches_in_epoch"]) == (1, 5)
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert results["train_rows"] >= 2 * 20 * 8 and results["steps"] == 20  # the rows both processes read, summed
+    assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
 def test_killed_run_resumes_exactly(contrastive_recipe, tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -30,10 +31,10 @@ from torch import nn
 from ...config import Recipe, RecipeError, config_field_names
 from ...data import build_dataset, require_columns, select_split
 from ...data.columns import require_text_columns
-from ...data.text import TextStats, iter_documents, tokenize_batch
+from ...data.text import TextStats, epoch_rows, iter_documents, rows_of_process, tokenize_batch
 from ...losses.nt_xent import info_nce_loss
 from ...metrics.retrieval import same_label_recall_at_k
-from ..batches import build_dataloader
+from ..batches import build_dataloader, require_max_steps_when_streaming
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
 from ..hardware import speed_choices
@@ -146,38 +147,62 @@ class ContrastiveObjective(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def training_examples(recipe: Recipe, stats: TextStats) -> list[dict]:
+def training_examples(recipe: Recipe, stats: TextStats, rank: int = 0, world_size: int = 1) -> list[dict] | StreamedExamples:
     """Training rows as dicts of strings: {"text"} (simcse) or {"anchor", "positive"[, "negative"]} (pairs);
-    rows with an empty text are skipped and counted."""
+    rows with an empty text are skipped and counted. In memory, or with `data.streaming` read from the stream as
+    training goes (process `rank` of `world_size` reading its own part)."""
     data, options = recipe.data, recipe.contrastive
-    if data.streaming:
-        raise RecipeError(f"{recipe.source}: data.streaming: contrastive training loads its texts in memory; set data.streaming=false")
     columns = {"data.text_column": data.text_column}
     if options.objective == "pairs":
         if data.text_pair_column is None:
             raise RecipeError(f"{recipe.source}: data.text_pair_column: objective 'pairs' needs the column of positives")
         columns.update({"data.text_pair_column": data.text_pair_column, "contrastive.negative_column": options.negative_column})
-    dataset = build_dataset(data.dataset, encoding=data.encoding)
+    dataset = build_dataset(data.dataset, streaming=data.streaming, encoding=data.encoding)
     require_columns(dataset, columns, ref=data.dataset)
     rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
     require_text_columns(rows, columns, ref=data.dataset)
+    names = {"text": data.text_column} if options.objective == "simcse" else {"anchor": data.text_column, "positive": data.text_pair_column}
+    if options.negative_column:
+        names["negative"] = options.negative_column
+    if data.streaming:
+        if data.max_train_samples is not None:
+            rows = rows.take(data.max_train_samples)
+        return StreamedExamples(rows_of_process(rows, rank, world_size), names, seed=recipe.train.seed, stats=stats)
     if data.max_train_samples is not None:
         rows = rows.shuffle(seed=recipe.train.seed).select(range(min(data.max_train_samples, len(rows))))
     if options.objective == "simcse":
         return [{"text": text} for text in iter_documents(rows[data.text_column], "line", stats)]
-    names = {"anchor": data.text_column, "positive": data.text_pair_column}
-    if options.negative_column:
-        names["negative"] = options.negative_column
-    examples = []
-    for row in rows.select_columns(list(names.values())):
-        stats.rows += 1
-        example = {role: (row[column] or "").strip() for role, column in names.items()}
-        if all(example.values()):
-            examples.append(example)
-            stats.documents += 1
+    return [example for row in rows.select_columns(list(names.values())) if (example := text_example(row, names, stats))]
+
+
+def text_example(row: dict, names: dict[str, str], stats: TextStats) -> dict | None:
+    """{role: stripped text} of one row (`names`: role -> column), or None (counted) when one of them is empty."""
+    stats.rows += 1
+    example = {role: (row[column] or "").strip() for role, column in names.items()}
+    if all(example.values()):
+        stats.documents += 1
+        return example
+    stats.empty_skipped += 1
+    return None
+
+
+class StreamedExamples(torch.utils.data.IterableDataset):
+    """Training examples read from a streamed dataset as training goes, through a seeded buffer reshuffled every
+    epoch (`set_epoch`); simcse texts are cut into lines like the in-memory path (`iter_documents`)."""
+
+    def __init__(self, rows, names: dict[str, str], seed: int, stats: TextStats, shuffle_buffer: int | None = 10_000):
+        self.rows, self.names, self.seed, self.stats, self.shuffle_buffer, self.epoch = rows, names, seed, stats, shuffle_buffer, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict]:
+        rows = epoch_rows(self.rows, self.seed, self.shuffle_buffer, self.epoch)
+        if list(self.names) == ["text"]:
+            column = self.names["text"]
+            yield from ({"text": text} for text in iter_documents((row[column] for row in rows), "line", self.stats))
         else:
-            stats.empty_skipped += 1
-    return examples
+            yield from (example for row in rows if (example := text_example(row, self.names, self.stats)))
 
 
 class ExamplesDataset(torch.utils.data.Dataset):
@@ -282,17 +307,25 @@ class TextContrastive:
         self.encoder = model
 
         self.stats = stats = TextStats()
-        examples = training_examples(recipe, stats)
-        logger.info("%d training examples (%d rows with an empty text skipped)", len(examples), stats.empty_skipped)
-        loader = build_dataloader(ExamplesDataset(examples), train.batch_size, seed=train.seed, shuffle=True, drop_last=True,
-                                  num_workers=data.num_workers, collate_fn=collate_texts(tokenizer, options.max_length, stats))
+        require_max_steps_when_streaming(recipe)
+        accelerator = run.accelerator
+        examples = training_examples(recipe, stats, rank=accelerator.process_index, world_size=accelerator.num_processes)
+        collate = collate_texts(tokenizer, options.max_length, stats)
+        if isinstance(examples, StreamedExamples):  # each process reads its own part: its loader is not sharded again
+            loader = torch.utils.data.DataLoader(examples, batch_size=train.batch_size, drop_last=True,
+                                                 num_workers=data.num_workers, collate_fn=collate)
+        else:
+            logger.info("%d training examples (%d rows with an empty text skipped)", len(examples), stats.empty_skipped)
+            loader = build_dataloader(ExamplesDataset(examples), train.batch_size, seed=train.seed, shuffle=True, drop_last=True,
+                                      num_workers=data.num_workers, collate_fn=collate)
         self.retrieval = retrieval_set(recipe)
         head = ProjectionHead(model.config.hidden_size) if options.mlp_head else None
         choices = speed_choices(run.device.type)  # length-sorted chunks of texts per forward on CPU, fused AdamW
         objective = ContrastiveObjective(model, head, choices.texts_per_forward)
         optimizer = build_optimizer(parameter_groups(objective, train.learning_rate, train.weight_decay), train,
                                     fused=choices.fused_adamw)
-        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer])
+        _, (self.objective,), (self.optimizer,) = run.prepare(loader, [objective], [optimizer],
+                                                              loader_is_per_process=isinstance(examples, StreamedExamples))
         self.repeat = 2 if options.objective == "simcse" else 1
 
     def before_training(self) -> dict:
@@ -317,7 +350,7 @@ class TextContrastive:
         return {} if self.retrieval is None else evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe)
 
     def finish(self, results: dict) -> Final:
-        results.update(self.stats.as_dict("train_"))
+        results.update(self.run.text_counts(self.stats.as_dict("train_"), self.recipe.data.streaming))
         results.update(self.evaluate())
         return Final(model=self.run.accelerator.unwrap_model(self.objective).model, tokenizer=self.tokenizer,
                      card_family="sentence_encoder")

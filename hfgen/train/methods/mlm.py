@@ -32,7 +32,7 @@ from ...data.holdout import hold_out_eval_split
 from ...data.collators import IGNORE_INDEX, mask_tokens
 from ...data.errors import DatasetError
 from ...data.text import PackedSequences, StreamedPackedSequences, TextStats
-from ..batches import build_dataloader
+from ..batches import build_dataloader, require_max_steps_when_streaming
 from ..engine import Final, Step, TrainingRun
 from ..hardware import speed_choices
 from ..models import build_model
@@ -196,8 +196,7 @@ class MaskedLM:
 
         recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
         self.run = run
-        if data.streaming and train.max_steps is None:
-            raise RecipeError(f"{recipe.source}: train.max_steps: a streamed dataset has no known length; set train.max_steps")
+        require_max_steps_when_streaming(recipe)
         dataset = build_dataset(data.dataset, streaming=data.streaming, encoding=data.encoding)
         require_columns(dataset, {"data.text_column": data.text_column}, ref=data.dataset)
         dataset, self.holdout = hold_out_eval_split(dataset, data.train_split, data.eval_split, data.eval_holdout, train.seed,
@@ -263,10 +262,7 @@ class MaskedLM:
     def finish(self, results: dict) -> Final:
         if self.holdout is not None:
             results["eval_holdout"] = self.holdout
-        train_stats = self.train_stats.as_dict("train_")
-        if self.recipe.data.streaming and self.run.accelerator.num_processes > 1:  # each process read its own part
-            counts = torch.tensor(list(train_stats.values()), dtype=torch.long, device=self.run.device)
-            train_stats = dict(zip(train_stats, self.run.accelerator.reduce(counts, reduction="sum").tolist()))
+        train_stats = self.run.text_counts(self.train_stats.as_dict("train_"), self.recipe.data.streaming)
         results.update({"train_tokens": self.run.items_seen, **train_stats, **self.eval_stats.as_dict("eval_")})
         final = self.evaluate()
         if final:
