@@ -271,12 +271,14 @@ def _set_aside(accelerator, path: Path) -> None:
     accelerator.wait_for_everyone()
 
 
+def _saves_on_each_node(accelerator) -> bool:
+    return bool(getattr(accelerator.project_configuration, "save_on_each_node", False))
+
+
 def writes_checkpoints(accelerator) -> bool:
     """Whether this process writes (and renames, prunes, sets aside) the checkpoint folders: the main process, or with
     `train.save_on_each_node` the first process of every machine, into that machine's own `output_dir`."""
-    if getattr(accelerator.project_configuration, "save_on_each_node", False):
-        return accelerator.is_local_main_process
-    return accelerator.is_main_process
+    return accelerator.is_local_main_process if _saves_on_each_node(accelerator) else accelerator.is_main_process
 
 
 def checkpoints_on_every_machine(accelerator, local: list[Path]) -> list[Path]:
@@ -288,21 +290,15 @@ def checkpoints_on_every_machine(accelerator, local: list[Path]) -> list[Path]:
     import torch
 
     steps = [int(CHECKPOINT_RE.match(p.name).group(1)) for p in local]
-    count = torch.tensor([len(steps)], device=accelerator.device)
-    longest = int(accelerator.reduce(count, reduction="max").item())
-    if longest == 0:
-        return local
-    padded = torch.full((1, longest), -1, dtype=torch.long, device=accelerator.device)
-    padded[0, : len(steps)] = torch.tensor(steps, dtype=torch.long)
-    every = accelerator.gather(padded).cpu().tolist()  # one row per process
-    listed = [{step for step in row if step >= 0} for row in every]
+    mine = torch.tensor(steps, dtype=torch.long, device=accelerator.device)
+    padded = accelerator.pad_across_processes(mine, dim=0, pad_index=-1)  # every listing as long as the longest
+    listed = [{step for step in row if step >= 0} for row in accelerator.gather(padded[None]).cpu().tolist()]
+    anywhere = set().union(*listed)
     common = set.intersection(*listed)
-    missing = {rank: sorted(set().union(*listed) - held) for rank, held in enumerate(listed) if set().union(*listed) - held}
-    if missing and accelerator.is_main_process:
-        detail = "; ".join(f"process {rank} lacks step(s) {', '.join(map(str, lacks))}" for rank, lacks in missing.items())
-        hint = "" if writes_checkpoints(accelerator) and accelerator.is_local_main_process and getattr(
-            accelerator.project_configuration, "save_on_each_node", False) else (
-            "; machines that share no filesystem need train.save_on_each_node: true")
+    if anywhere != common and accelerator.is_main_process:
+        detail = "; ".join(f"process {rank} lacks step(s) {', '.join(map(str, sorted(anywhere - held)))}"
+                           for rank, held in enumerate(listed) if held != anywhere)
+        hint = "" if _saves_on_each_node(accelerator) else "; machines that share no filesystem need train.save_on_each_node: true"
         logger.warning("checkpoints differ between processes (%s): resuming from the newest that every process holds%s%s",
                        detail, f" (step {max(common)})" if common else " (none: starting afresh)", hint)
     return [p for p, step in zip(local, steps) if step in common]

@@ -84,7 +84,7 @@ class TrainingRun:
         self.device = accelerator.device
         self.precision, self.precision_reason = precision, precision_reason
         self.state = TrainState()
-        self.loader = None
+        self.loader, self.loader_is_per_process = None, False
         self.models: list[torch.nn.Module] = []
         self.optimizers: list = []
         self.schedulers: list = []
@@ -115,6 +115,7 @@ class TrainingRun:
         loader already yields this process's own batches (a stream split by node); it is only placed on the device
         and made resumable, not sharded or dispatched again."""
         accelerator = self.accelerator
+        self.loader_is_per_process = loader_is_per_process
         if loader_is_per_process and accelerator.num_processes > 1:
             from accelerate.data_loader import prepare_data_loader
 
@@ -142,10 +143,10 @@ class TrainingRun:
         self.models, self.optimizers, self.schedulers = prepared[:n], prepared[n : n + m], prepared[n + m :]
         return self.loader, self.models, self.optimizers
 
-    def text_counts(self, counts: dict[str, int], per_process: bool) -> dict[str, int]:
-        """Counts kept while reading the training texts; summed over the processes when each read its own part of
-        a stream (`per_process`), else the main process's (every process read the whole split)."""
-        if not per_process or self.accelerator.num_processes == 1:
+    def text_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        """Counts kept while reading the training texts; summed over the processes when each read its own part
+        (the loader was prepared per process), else the main process's (every process read the whole split)."""
+        if not self.loader_is_per_process or self.accelerator.num_processes == 1:
             return counts
         values = torch.tensor(list(counts.values()), dtype=torch.long, device=self.device)
         return dict(zip(counts, self.accelerator.reduce(values, reduction="sum").tolist()))

@@ -350,7 +350,7 @@ class TextContrastive:
         return {} if self.retrieval is None else evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe)
 
     def finish(self, results: dict) -> Final:
-        results.update(self.run.text_counts(self.stats.as_dict("train_"), self.recipe.data.streaming))
+        results.update(self.run.text_counts(self.stats.as_dict("train_")))
         results.update(self.evaluate())
         return Final(model=self.run.accelerator.unwrap_model(self.objective).model, tokenizer=self.tokenizer,
                      card_family="sentence_encoder")

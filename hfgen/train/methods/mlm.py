@@ -262,7 +262,7 @@ class MaskedLM:
     def finish(self, results: dict) -> Final:
         if self.holdout is not None:
             results["eval_holdout"] = self.holdout
-        train_stats = self.run.text_counts(self.train_stats.as_dict("train_"), self.recipe.data.streaming)
+        train_stats = self.run.text_counts(self.train_stats.as_dict("train_"))
         results.update({"train_tokens": self.run.items_seen, **train_stats, **self.eval_stats.as_dict("eval_")})
         final = self.evaluate()
         if final:
