@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
 from ..config import Recipe
+from .sharding import enable_fsdp_on_cpu
 
 logger = logging.getLogger("hfgen")
 
@@ -22,10 +23,11 @@ class LaunchError(RuntimeError):
     """The processes that came up are not the ones the launch or the recipe asked for."""
 
 
-def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | None = None) -> Accelerator:
+def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | None = None, method=None) -> Accelerator:
     """An `Accelerator` for `recipe.train` at `mixed_precision` (resolved from `train.mixed_precision` by
     `hfgen.train.hardware.resolve_mixed_precision`): gradient accumulation, trackers rooted in
-    `output_dir/logs`, and torch threads set to the cores this process may use."""
+    `output_dir/logs`, and torch threads set to the cores this process may use. A launch under an engine `method`
+    does not run under (`check_distributed_engine`) stops here."""
     train = recipe.train
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise LaunchError(
@@ -43,7 +45,6 @@ def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | Non
         step_scheduler_with_optimizer=False,  # schedulers are stepped once per optimizer step
     )
     check_process_count(accelerator, expected=train.num_processes, source=recipe.source)
-    check_distributed_engine(accelerator.distributed_type, recipe)
     if accelerator.device.type == "cpu":
         torch.set_num_threads(cpu_threads_per_process(train.cpu_threads))
         if train.reuse_cpu_memory:
@@ -52,28 +53,37 @@ def build_accelerator(recipe: Recipe, mixed_precision: str, log_with: list | Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if accelerator.is_local_main_process else logging.WARNING,
     )
+    enable_fsdp_on_cpu(accelerator)  # an FSDP launch on CPU processes would otherwise silently be DDP
+    check_distributed_engine(accelerator.distributed_type, recipe, method)
     return accelerator
 
 
 SHARDED_ENGINES = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
+UNSHARDED_IMAGE_METHOD = ("its networks are small convolutional ones that every device holds whole, and its evaluation "
+                          "and sampling (FID, sample grids, reconstructions) run them on one process")
+DDP_LAUNCH = ("accelerate launch --multi_gpu --num_processes N (or --config_file recipes/accelerate/multi_gpu.yaml; several "
+              "machines: recipes/accelerate/multi_node.yaml)")
 
 
-def check_distributed_engine(distributed_type, recipe: Recipe) -> None:
-    """Refuse, before anything is built, a launch under an engine that shards the model (FSDP, DeepSpeed): never a
-    hang or a half-sharded save. Every hfgen method trains under DDP (`accelerate launch --multi_gpu`, or
-    recipes/accelerate/multi_gpu.yaml / multi_node.yaml), which is what its tests prove."""
+def check_distributed_engine(distributed_type, recipe: Recipe, method=None) -> None:
+    """Refuse, before anything is built, a launch under an engine the method does not run under: never a hang or a
+    half-sharded save. FSDP2 runs the methods whose `unshardable` attribute is None (the BERT-family: mlm, text
+    contrastive, text classifier); any other method's `unshardable` says why not (a GAN trains two models, ...).
+    DeepSpeed and Megatron-LM are refused for every method (not verified: see docs/scale_out.md)."""
     engine = SHARDED_ENGINES.get(getattr(distributed_type, "name", str(distributed_type)))
     if engine is None:
         return
-    if recipe.method == "gan":
-        why = f"{engine} accepts one model per Accelerator and a GAN trains two (generator and discriminator)"
+    if engine == "FSDP":
+        why = getattr(method, "unshardable", UNSHARDED_IMAGE_METHOD)
+        if why is None:
+            return
+        also = "; the BERT-family methods (mlm, text contrastive, text classifier) run under FSDP2"
     else:
-        why = (f"hfgen's final and best-model saves, evaluation and resume have not been verified under {engine} (they "
-               "read the whole model on one process), so the run stops here rather than risk a hang or a sharded save")
+        why = (f"hfgen's saves, evaluation and resume have not been verified under {engine} (no machine with a GPU and "
+               f"{engine} was available to test them)")
+        also = "; the BERT-family methods (mlm, text contrastive, text classifier) also run under FSDP2: recipes/accelerate/fsdp2.yaml"
     raise LaunchError(
-        f"{recipe.source}: method {recipe.method!r} does not run under {engine}: {why}. Launch it with DDP instead: "
-        "accelerate launch --multi_gpu --num_processes N (or --config_file recipes/accelerate/multi_gpu.yaml; "
-        "several machines: recipes/accelerate/multi_node.yaml)"
+        f"{recipe.source}: method {recipe.method!r} does not run under {engine}: {why}. Launch it with DDP instead: {DDP_LAUNCH}{also}"
     )
 
 

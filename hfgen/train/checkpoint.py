@@ -37,6 +37,7 @@ from ..config import Recipe, save_recipe
 from ..hub import prepare_for_hub
 from ..sharing import scrub_config_files, shareable_recipe
 from .model_setup import lora_adapter, merge_lora, save_adapter
+from .sharding import is_sharded, submodule_state
 
 logger = logging.getLogger("hfgen")
 
@@ -160,6 +161,7 @@ def _recorded_hyperparameters(run) -> dict:
     for key in [f for f in vars(options) if f.endswith("learning_rate")] if options is not None else []:
         values[f"{run.recipe.method}.{key}"] = getattr(options, key)  # e.g. gan.generator_learning_rate
     values["num_processes"] = run.accelerator.num_processes
+    values["sharded"] = is_sharded(run.accelerator)  # FSDP names the optimizer's state by parameter, DDP by index
     return values
 
 
@@ -174,8 +176,9 @@ def save_checkpoint(run, stateful: dict) -> Path:
         <name>.{safetensors,json}                        the method's own state (EMA, model selection, ...)
         train_state.json                                 step, epoch, batch in epoch, the recipe's hyperparameters
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
+    from .sharding import gathered_state, optimizer_state, without_shared_storage
     from .state_files import capture_rng_state, save_state
 
     accelerator, state = run.accelerator, run.state
@@ -189,11 +192,20 @@ def save_checkpoint(run, stateful: dict) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
+    # FSDP: whole weights and optimizer states gathered from the shards (every process takes part), written as a
+    # DDP run's are; DDP: each process holds them whole already
+    sharded, everywhere = is_sharded(accelerator), _saves_on_each_node(accelerator)
+    model_states = [gathered_state(accelerator, model, everywhere) if sharded else None for model in run.models]
+    optimizer_states = [optimizer_state(accelerator, model, optimizer, everywhere) if sharded else optimizer.state_dict()
+                        for model, optimizer in zip(run.models, run.optimizers)]  # fmt: skip
     if writer:
-        for name, model in zip(_names("model", len(run.models)), run.models):
-            save_model(accelerator.unwrap_model(model), str(tmp / f"{name}.safetensors"))
-        for name, optimizer in zip(_names("optimizer", len(run.optimizers)), run.optimizers):
-            save_state(optimizer.state_dict(), tmp, name)
+        for name, model, gathered in zip(_names("model", len(run.models)), run.models, model_states):
+            if gathered is None:
+                save_model(accelerator.unwrap_model(model), str(tmp / f"{name}.safetensors"))
+            else:
+                save_file(without_shared_storage(gathered), str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+        for name, optimizer_saved in zip(_names("optimizer", len(run.optimizers)), optimizer_states):
+            save_state(optimizer_saved, tmp, name)
         for name, scheduler in zip(_names("scheduler", len(run.schedulers)), run.schedulers):
             inner = getattr(scheduler, "scheduler", scheduler)
             save_state({"last_epoch": inner.last_epoch, "_step_count": inner._step_count}, tmp, name)
@@ -357,18 +369,24 @@ def _read_checkpoint(run, path: Path, stateful: dict) -> dict:
 
 
 def _apply_checkpoint(run, path: Path, contents: dict, stateful: dict) -> None:
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file, load_model
+
+    from .sharding import load_full_state, load_optimizer_state
 
     from .state_files import restore_rng_state
 
     accelerator = run.accelerator
     saved = contents["train_state"]
     for name, model in zip(_names("model", len(run.models)), run.models):
-        load_model(accelerator.unwrap_model(model), str(path / f"{name}.safetensors"), strict=True, device=safetensors_device(accelerator.device))
-    for optimizer, state in zip(run.optimizers, contents["optimizers"]):
+        file = str(path / f"{name}.safetensors")
+        if is_sharded(accelerator):  # every process reads the whole weights and keeps its shard
+            load_full_state(accelerator, model, load_file(file), strict=True)
+        else:
+            load_model(accelerator.unwrap_model(model), file, strict=True, device=safetensors_device(accelerator.device))
+    for model, optimizer, state in zip(run.models, run.optimizers, contents["optimizers"]):
         # the recipe's current settings win over the checkpoint's (a lowered learning rate takes effect)
         current = [{key: group[key] for key in OPTIMIZER_HYPERPARAMETERS if key in group} for group in optimizer.param_groups]
-        optimizer.load_state_dict(state)
+        load_optimizer_state(accelerator, model, optimizer, state)
         for group, values in zip(optimizer.param_groups, current):
             group.update(values)
     for scheduler, state in zip(run.schedulers, contents["schedulers"]):
@@ -394,8 +412,15 @@ def _check_hyperparameters(run, saved: dict, path: Path) -> None:
     """Refuse a changed key that fixes the data position; log every optimizer setting that now differs."""
     current = _recorded_hyperparameters(run)
     source = run.recipe.source
-    for key in POSITION_KEYS + ("num_processes",):
+    for key in POSITION_KEYS + ("num_processes", "sharded"):
         if key in saved and saved[key] != current[key]:
+            if key == "sharded":
+                engines = ("FSDP", "DDP") if saved[key] else ("DDP", "FSDP")
+                raise CheckpointMismatch(
+                    f"{source}: checkpoint {path} was written under {engines[0]} and this launch runs {engines[1]}: resume "
+                    f"it with the {engines[0]} launch it was written with, or start a new run (another train.output_dir, or "
+                    "train.resume: never). Its model.safetensors is an ordinary full state dict either way"
+                )
             where = "the launch's process count" if key == "num_processes" else f"train.{key}"
             raise CheckpointMismatch(
                 f"{source}: {where} is {current[key]!r} but checkpoint {path} was written with {saved[key]!r}: the data "
@@ -416,11 +441,15 @@ def safetensors_device(device) -> str:
     return "cpu" if device.type == "cpu" else str(device)
 
 
-def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> None:
+def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathLike, extra_files: dict[str, str] | None = None,
+                     prepared: list | None = None) -> None:
     """`save_pretrained` the unwrapped model into output_dir (plus text files such as the model
     card), each file moved into place atomically, config.json (a pipeline's model_index.json) last, so a folder
-    that has one is whole. Main process only writes."""
+    that has one is whole. Main process only writes; every process calls it. Under FSDP the weights are gathered
+    from the shards of `prepared` (the prepared models that `model` is, or is part of: e.g. an MLM objective's
+    encoder), so the folder is the same ordinary one a DDP run writes."""
     accelerator.wait_for_everyone()
+    gathered = submodule_state(accelerator, prepared or [model], accelerator.unwrap_model(model))
     if accelerator.is_main_process:
         out = Path(output_dir)
         tmp = out / ".tmp-final"
@@ -431,7 +460,7 @@ def save_final_model(accelerator: Accelerator, model, output_dir: str | os.PathL
             save_adapter(adapter, tmp / "adapter")
             unwrapped = merge_lora(unwrapped)
         prepare_for_hub(unwrapped)  # hfgen's own models ship their code: they load without hfgen too
-        unwrapped.save_pretrained(tmp)
+        unwrapped.save_pretrained(tmp, state_dict=gathered)
         scrub_config_files(tmp)  # e.g. a sub-config's _name_or_path: where this machine loaded the encoder from
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)

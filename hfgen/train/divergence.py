@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .sharding import local_tensor
+
 logger = logging.getLogger("hfgen")
 
 
@@ -37,7 +39,7 @@ def check_weights_finite(accelerator, models, step: int, output_dir) -> None:
     for model in models:
         for tensor in list(model.parameters()) + list(model.buffers()):
             if tensor.is_floating_point():
-                bad = bad + (~torch.isfinite(tensor.detach())).any().float()
+                bad = bad + (~torch.isfinite(local_tensor(tensor.detach()))).any().float()  # FSDP: this process's shard
     if accelerator.num_processes > 1:
         bad = accelerator.reduce(bad, reduction="sum")
     if bad.item():

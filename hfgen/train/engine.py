@@ -48,6 +48,7 @@ from .divergence import check_finite, check_weights_finite
 from .model_setup import count_parameters, enable_gradient_checkpointing
 from .optim import build_scheduler
 from .progress import progress_bar
+from .sharding import choose_wrapping_units, register_forward_methods
 from .sync_batchnorm import convert_sync_batchnorm
 from .trackers import start_tracking, trackers_for
 
@@ -137,10 +138,12 @@ class TrainingRun:
             if self.train.compile:  # in place (nn.Module.compile): the class, state_dict keys and saves stay the model's own
                 model.compile()
         self.parameter_counts = count_parameters(models)
+        choose_wrapping_units(accelerator, models)  # FSDP: the encoder's layers, unless the launch names them
         prepared = accelerator.prepare(*models, *optimizers, *schedulers)
         prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
         n, m = len(models), len(optimizers)
         self.models, self.optimizers, self.schedulers = prepared[:n], prepared[n : n + m], prepared[n + m :]
+        register_forward_methods(accelerator, self.models)
         return self.loader, self.models, self.optimizers
 
     def text_counts(self, counts: dict[str, int]) -> dict[str, int]:
@@ -189,7 +192,7 @@ def train(recipe: Recipe, method) -> Path:
 
     train_section = recipe.train
     precision, reason = resolve_mixed_precision(train_section.mixed_precision, planned_device_type())
-    accelerator = build_accelerator(recipe, precision, log_with=trackers_for(recipe))
+    accelerator = build_accelerator(recipe, precision, log_with=trackers_for(recipe), method=method)
     logger.info("mixed precision: %s (%s)", precision, reason)
     candidates = prepare_output_dir(recipe, accelerator)
     seed_everything(train_section.seed, accelerator, per_process=False)  # the same model on every process
@@ -285,7 +288,7 @@ def train(recipe: Recipe, method) -> Path:
 
             files["README.md"] = render_model_card(final.card_family, recipe=recipe, model=accelerator.unwrap_model(final.model),
                                                    results=_card_results(results), pipeline_tag=final.pipeline_tag)
-    save_final_model(accelerator, final.model, run.output_dir, files if accelerator.is_main_process else None)
+    save_final_model(accelerator, final.model, run.output_dir, files if accelerator.is_main_process else None, prepared=run.models)
     after_save = getattr(method, "after_final_save", None)
     if after_save is not None:
         after_save()

@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from ..metrics.classification import LOWER_IS_BETTER
 from .checkpoint import safetensors_device
 from .model_setup import load_adapter_weights, lora_adapter, save_adapter
+from .sharding import load_full_state, local_tensor, submodule_state
 
 logger = logging.getLogger("hfgen")
 
@@ -86,6 +87,7 @@ def save_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     ``output_dir/best``, replacing the previous best atomically. Every process must call this."""
     final = Path(output_dir) / BEST_DIR
     accelerator.wait_for_everyone()
+    gathered = submodule_state(accelerator, [model], accelerator.unwrap_model(model))  # FSDP: from the shards; DDP: None
     if accelerator.is_main_process:
         tmp = Path(output_dir) / f".tmp-{BEST_DIR}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,7 +96,7 @@ def save_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
         if adapter is not None:  # LoRA: the adapter and head are all that train; load_best_model puts them back
             save_adapter(adapter, tmp)
         else:
-            unwrapped.save_pretrained(tmp)
+            unwrapped.save_pretrained(tmp, state_dict=gathered)
         if extra is not None:
             extra.save_pretrained(tmp)
         old = Path(output_dir) / f".old-{BEST_DIR}"
@@ -169,8 +171,8 @@ def load_best_model(accelerator: Accelerator, model, output_dir: str | os.PathLi
     path = Path(output_dir) / BEST_DIR / "model.safetensors"
     if not path.is_file():
         return False
-    state = load_file(str(path), device=safetensors_device(next(unwrapped.parameters()).device))
-    missing, unexpected = unwrapped.load_state_dict(state, strict=False)
+    state = load_file(str(path), device=safetensors_device(local_tensor(next(unwrapped.parameters())).device))
+    missing, unexpected = load_full_state(accelerator, model, state, strict=False)
     # save_pretrained leaves out tied weights; anything else missing means a different model
     tied = set(getattr(unwrapped, "_tied_weights_keys", None) or [])  # a list, or a dict keyed by the tied names
     if unexpected or set(missing) - tied:

@@ -78,19 +78,27 @@ def test_two_processes_with_sync_batchnorm_train_identical_replicas(write_recipe
     assert any("running_mean" in k for k in rank0)
 
 
-@pytest.mark.parametrize("engine, method", [("FSDP", "gan"), ("DEEPSPEED", "classifier")])
-def test_sharded_engines_are_refused_before_training_with_the_ddp_launch(engine, method):
+@pytest.mark.parametrize("engine, method, refused", [
+    ("FSDP", "gan", "two (generator and discriminator)"), ("FSDP", "vae", "small convolutional ones"),
+    ("DEEPSPEED", "classifier", "not been verified under DeepSpeed"), ("FSDP", "mlm", None),
+])  # fmt: skip
+def test_engines_a_method_does_not_run_under_are_refused_before_training_with_the_launch_to_use(engine, method, refused):
     from types import SimpleNamespace
 
     from accelerate.utils import DistributedType
 
+    from hfgen.train import build_method
     from hfgen.train.accelerator import check_distributed_engine
 
-    recipe = SimpleNamespace(source="r.yaml", method=method)
-    with pytest.raises(LaunchError, match="does not run under .*accelerate launch --multi_gpu") as refused:
-        check_distributed_engine(getattr(DistributedType, engine), recipe)
-    assert ("two (generator and discriminator)" in str(refused.value)) == (method == "gan")
-    check_distributed_engine(DistributedType.MULTI_CPU, recipe)  # DDP runs
+    recipe = SimpleNamespace(source="r.yaml", method=method, mlm=None, gan=None, vae=None, classifier=None)
+    runner = build_method(recipe)
+    if refused is None:
+        check_distributed_engine(getattr(DistributedType, engine), recipe, runner)  # runs under FSDP2
+        return
+    with pytest.raises(LaunchError, match="does not run under .*accelerate launch --multi_gpu") as error:
+        check_distributed_engine(getattr(DistributedType, engine), recipe, runner)
+    assert refused in str(error.value)
+    check_distributed_engine(DistributedType.MULTI_CPU, recipe, runner)  # DDP runs
 
 
 @pytest.mark.slow  # two launchers, killed and started again: ~1 min

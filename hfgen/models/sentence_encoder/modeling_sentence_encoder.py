@@ -172,6 +172,9 @@ class SentenceEncoderModel(SentenceEncoderPreTrainedModel):
         (`config.json` says e.g. `model_type: bert`; `AutoModel` gives a `BertModel`), then the Pooling (and
         Normalize) modules that hold this config's pooling, normalisation and max_length. Nothing in it is code:
         `SentenceTransformer(folder)` loads it with neither hfgen nor `trust_remote_code`."""
+        state = kwargs.get("state_dict")
+        if state is not None:  # this model's state (e.g. gathered from FSDP shards): the encoder's part, by its own names
+            kwargs["state_dict"] = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         self.encoder.save_pretrained(save_directory, *args, **kwargs)
         write_sentence_transformers_files(save_directory, self.config)
 

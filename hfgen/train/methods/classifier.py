@@ -103,6 +103,17 @@ class Classifier:
         self.evaluate_every_epoch = self.options.eval_every_epoch
         self.last_validated = -1
 
+    @property
+    def unshardable(self) -> str | None:
+        """Why this classifier cannot run under FSDP2, or None: text classifiers can, image ones and LoRA cannot."""
+        if is_image_model(self.recipe):
+            from ..accelerator import UNSHARDED_IMAGE_METHOD
+
+            return f"an image classifier is trained under DDP: {UNSHARDED_IMAGE_METHOD}"
+        if self.options.lora is not None:
+            return "classifier.lora trains a few adapter weights, which every device holds whole anyway; DDP is the engine for it"
+        return None
+
     def build(self, run: TrainingRun) -> None:
         recipe, options, train, data = self.recipe, self.options, run.train, self.recipe.data
         self.run = run

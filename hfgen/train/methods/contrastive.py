@@ -41,6 +41,7 @@ from ..hardware import speed_choices
 from ..model_setup import apply_lora
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
+from ..sharding import TrainingObjective, is_sharded
 from .tokenizer import check_vocabulary, load_tokenizer
 
 logger = logging.getLogger("hfgen")
@@ -106,7 +107,7 @@ class ProjectionHead(nn.Module):
         return torch.tanh(self.dense(x))
 
 
-class ContrastiveObjective(nn.Module):
+class ContrastiveObjective(TrainingObjective):
     """Encoder + optional head as one module (one DDP wrapper): texts -> embeddings split into groups.
 
     `texts_per_forward`: None runs the whole padded batch in one forward. A number sorts the texts by length and
@@ -114,10 +115,16 @@ class ContrastiveObjective(nn.Module):
     padding; BERT ignores masked columns) for less compute on CPU, where padding costs as much as text and a
     32-text forward still keeps the matrix products efficient (a GPU prefers one large forward)."""
 
+    fsdp_forward_methods = ("embed_texts",)  # run like forward under FSDP (the shards gathered for it)
+
     def __init__(self, model: nn.Module, head: nn.Module | None = None, texts_per_forward: int | None = None):
         super().__init__()
         self.model, self.head = model, head if head is not None else nn.Identity()
         self.texts_per_forward = texts_per_forward
+
+    def embed_texts(self, texts: list[str], **kwargs) -> torch.Tensor:
+        """The encoder's `encode` (strings in, embeddings out) through this module, for evaluation under FSDP."""
+        return self.model.encode(texts, **kwargs)
 
     def forward(self, groups: int, repeat: int = 1, **inputs) -> tuple[torch.Tensor, ...]:
         """`inputs` hold `groups` blocks of n texts each (anchors, positives[, negatives]); `repeat=2` encodes
@@ -243,16 +250,19 @@ def retrieval_set(recipe: Recipe) -> tuple[list[str], list[int]] | None:
     return [text for text, _ in kept], [label for _, label in kept]
 
 
-def evaluate_retrieval(accelerator, model, retrieval, recipe: Recipe) -> dict:
-    """Same-label recall@k of the retrieval set's embeddings (computed on the main process; the others wait)."""
+def evaluate_retrieval(accelerator, model, retrieval, recipe: Recipe, objective=None) -> dict:
+    """Same-label recall@k of the retrieval set's embeddings, computed on the main process while the others wait;
+    under FSDP every process runs the (sharded) encoder through `objective` and the main process scores."""
     options = recipe.contrastive
     results: dict = {}
-    if accelerator.is_main_process:
+    sharded = is_sharded(accelerator)
+    if accelerator.is_main_process or sharded:
         started = time.perf_counter()
         texts, labels = retrieval
+        encode = objective.embed_texts if sharded else accelerator.unwrap_model(model).encode
         with accelerator.autocast():
-            embeddings = accelerator.unwrap_model(model).encode(texts, batch_size=recipe.train.eval_batch_size or 64,
-                                                                max_length=options.retrieval_max_length)
+            embeddings = encode(texts, batch_size=recipe.train.eval_batch_size or 64, max_length=options.retrieval_max_length)
+    if accelerator.is_main_process:
         scores = same_label_recall_at_k(embeddings, labels, ks=options.retrieval_k)
         results = {f"retrieval_{k}": v for k, v in scores.items()}
         results["retrieval_texts"] = len(texts)
@@ -281,6 +291,13 @@ class TextContrastive:
     """`method: contrastive` on texts (SimCSE or pairs), on the training engine."""
 
     name, unit = "contrastive", "examples"
+
+    @property
+    def unshardable(self) -> str | None:
+        """Why this run cannot go under FSDP2, or None (it can, unless it trains LoRA adapters)."""
+        if self.options.lora is not None:
+            return "contrastive.lora trains a few adapter weights, which every device holds whole anyway; DDP is the engine for it"
+        return None
 
     def __init__(self, recipe: Recipe):
         self.recipe, self.options = recipe, recipe.contrastive
@@ -331,7 +348,7 @@ class TextContrastive:
     def before_training(self) -> dict:
         if self.retrieval is None:  # the "before" figures
             return {}
-        return {f"initial_{k}": v for k, v in evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe).items()}
+        return {f"initial_{k}": v for k, v in self.evaluate().items()}
 
     def step(self, batch) -> Step:
         groups = batch.pop("groups")
@@ -347,7 +364,9 @@ class TextContrastive:
         return {"truncated_texts": self.stats.truncated}
 
     def evaluate(self) -> dict:
-        return {} if self.retrieval is None else evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe)
+        if self.retrieval is None:
+            return {}
+        return evaluate_retrieval(self.run.accelerator, self.encoder, self.retrieval, self.recipe, objective=self.objective)
 
     def finish(self, results: dict) -> Final:
         results.update(self.run.text_counts(self.stats.as_dict("train_")))

@@ -34,6 +34,7 @@ class GAN:
     """`method: gan` on the training engine."""
 
     name, unit = "gan", "images"
+    unshardable = "FSDP accepts one model per Accelerator and a GAN trains two (generator and discriminator)"
 
     def __init__(self, recipe: Recipe):
         self.recipe, self.options = recipe, recipe.gan

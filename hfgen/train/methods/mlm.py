@@ -38,6 +38,7 @@ from ..hardware import speed_choices
 from ..models import build_model
 from ..optim import backward_and_step, build_optimizer
 from ..param_groups import parameter_groups
+from ..sharding import TrainingObjective
 from .tokenizer import check_vocabulary, corpus_texts, load_tokenizer, train_wordpiece_tokenizer
 
 logger = logging.getLogger("hfgen")
@@ -112,15 +113,19 @@ def set_attention(model: nn.Module, choice: str, device: torch.device) -> str:
     return kernel
 
 
-class MaskedLMObjective(nn.Module):
-    """The model plus its loss, as one module, so the whole sparse computation runs inside DDP's forward
-    (calling `model.bert` past the DDP wrapper would skip its gradient synchronisation)."""
+class MaskedLMObjective(TrainingObjective):
+    """The model plus its loss, as one module, so the whole sparse computation runs inside DDP's or FSDP's forward
+    (calling `model.bert` past the DDP wrapper would skip its gradient synchronisation; past FSDP's root, the
+    embeddings and head would stay sharded). Evaluation calls it too (`scores_only=True`)."""
 
     def __init__(self, model: nn.Module, sparse: bool = True):
         super().__init__()
         self.model, self.sparse = model, sparse
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, scores_only: bool = False) -> tuple[torch.Tensor, ...]:
+        """(loss, correct, count); with `scores_only`, `masked_scores`' (scores, targets, predicted)."""
+        if scores_only:
+            return masked_scores(self.model, input_ids, labels)
         out = masked_lm_loss(self.model, input_ids, labels, sparse=self.sparse)
         return out.loss, out.correct, out.count
 
@@ -187,6 +192,7 @@ class MaskedLM:
     """`method: mlm` on the training engine."""
 
     name, unit = "mlm", "tokens"
+    unshardable = None  # runs under FSDP2: evaluation goes through the prepared objective on every process
 
     def __init__(self, recipe: Recipe):
         self.recipe, self.options = recipe, recipe.mlm
@@ -281,12 +287,11 @@ def evaluate_mlm(accelerator, objective, loader, tokenizer, mask_rate: float) ->
     special_ids = sorted(set(tokenizer.all_special_ids))
     sums = torch.zeros(3, dtype=torch.float64)  # summed loss, correct, count
     scored = 0  # sequences, each counted once over all processes
-    inner = accelerator.unwrap_model(objective)
     for batch in loader:
         input_ids, labels = mask_tokens(batch["input_ids"], mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
                                         special_token_ids=special_ids, mask_rate=mask_rate, generator=generator)
         with accelerator.autocast():
-            scores, targets, predicted = masked_scores(inner.model, input_ids, labels)
+            scores, targets, predicted = objective(input_ids, labels, scores_only=True)  # every process, the prepared module
         token_loss = F.cross_entropy(scores.float(), targets, reduction="none")  # (masked,)
         sequence = predicted.nonzero()[:, 0]  # which sequence each masked token belongs to
         per_sequence = torch.zeros(len(input_ids), 3, dtype=torch.float64, device=input_ids.device)  # (batch, 3)
