@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from .classifier_fixtures import classifier_recipe, task_data, tiny_bert  # noqa: F401 (fixtures)
+from .test_contrastive import contrastive_recipe, text_files  # noqa: F401 (fixtures)
 from .test_mlm import mlm_recipe  # noqa: F401 (fixture)
 from .helpers import assert_same_weights, read_metrics
 
@@ -124,6 +125,31 @@ def test_fsdp2_mlm_trains_like_ddp_evaluates_every_sequence_once_and_resumes_exa
     assert pipeline("fill-mask", model=str(fsdp), device="cpu")("the [MASK] sat")
     assert_same_weights(resumed, fsdp)
     assert losses(resumed) == losses(fsdp)[4:]
+
+
+def test_fsdp2_simcse_trains_like_ddp_and_measures_retrieval_with_the_sharded_encoder(contrastive_recipe, tmp_path):
+    """SimCSE with an MLP head under FSDP2: the DDP loss curve, the same retrieval figures before and after (every
+    process runs the sharded encoder's `encode` through the objective), a sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer
+
+    common = ["contrastive.mlp_head=true", "train.max_steps=12", "train.eval_every=6", "train.save_every=6", "train.log_every=1",
+              "train.batch_size=8", "train.num_processes=2", "train.max_grad_norm=1.0"]
+    for name, engine in (("ddp", DDP), ("fsdp", FSDP2)):
+        recipe = contrastive_recipe(*common, f"train.output_dir={tmp_path / name}", name=f"{name}.yaml")
+        done = launch(engine, "pretrain.py", recipe)
+        assert done.returncode == 0, done.stderr[-5000:]
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
+    assert len(losses(fsdp)) == 12 and losses(fsdp) == pytest.approx(losses(ddp), rel=1e-5)
+    ddp_results, fsdp_results = (json.loads((out / "eval_results.json").read_text()) for out in (ddp, fsdp))
+    for key in ("initial_retrieval_recall@1", "retrieval_recall@1", "retrieval_recall@5"):
+        assert fsdp_results[key] == pytest.approx(ddp_results[key], abs=1e-6), key
+    evaluated = [row for row in read_metrics(fsdp) if "retrieval_recall@1" in row]
+    assert [row["step"] for row in evaluated] == [6, 12]  # during training and at the end
+    assert sorted(p.name for p in fsdp.iterdir() if p.is_file()) == sorted(p.name for p in ddp.iterdir() if p.is_file())
+    a, b = load_file(ddp / "model.safetensors"), load_file(fsdp / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a if not k.endswith("key.bias"))
+    embeddings = SentenceTransformer(str(fsdp), device="cpu").encode(["a sentence", "another one"])
+    assert embeddings.shape[0] == 2
 
 
 def test_a_gan_launched_under_fsdp2_stops_before_training_with_the_reason_and_the_ddp_launch(tmp_path):
