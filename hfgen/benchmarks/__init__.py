@@ -42,12 +42,13 @@ WORKLOADS: dict[str, str] = {
     "speed_choices": "hfgen.benchmarks.speed_choices",  # each CPU speed choice of the engine on and off, on this machine
     "distill": "hfgen.benchmarks.distill",  # fine-tuned MiniLM teacher vs BiLSTM / 2-layer students, distilled and on labels alone
     "finetune_options": "hfgen.benchmarks.finetune_options",  # LoRA, gradient checkpointing, torch.compile vs full fine-tuning
-    "augment": "hfgen.benchmarks.augment",  # image classifier on 1% / 10% of labels, without and with images from conditional DCGAN / VAE / DDPM
+    "augment": "hfgen.benchmarks.augment",
+    "scale_out": "hfgen.benchmarks.scale_out",  # 1 process vs 2 processes under DDP and FSDP2, MLM and classifier  # image classifier on 1% / 10% of labels, without and with images from conditional DCGAN / VAE / DDPM
 }
 
 
 # The speed-ups the project promises (hfgen throughput / peer throughput); `benchmark.py all` runs these
-# workloads, in this order. low_label, speed_choices, finetune_options, distill and augment have no peer (they compare settings of hfgen), so they are not here.
+# workloads, in this order. low_label, speed_choices, finetune_options, distill, augment and scale_out have no peer (they compare settings of hfgen), so they are not here.
 TARGETS: dict[str, float] = {
     "mlm": 3.0,
     "finetune": 1.5,  # against the tuned Trainer (dynamic padding, length grouping, its faster precision)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import datasets
 import numpy as np
@@ -293,3 +294,78 @@ def build_text_loader(
     else:
         sampler = np.argsort(-texts.lengths, kind="stable").tolist()
     return sampled_loader(texts, sampler, batch_size, drop_last=train, seed=seed, collate_fn=collator, num_workers=num_workers)
+
+
+class StreamedClassificationExamples(torch.utils.data.IterableDataset):
+    """Tokenised classification examples of a streamed training split (`data.streaming: true`), made as training
+    goes, so memory stays flat however large the split. Rows come through the seeded buffer reshuffled every
+    epoch (`hfgen.data.text.epoch_rows`, `set_epoch`), `chunk_size` at a time, and each chunk goes through the
+    same steps as an in-memory split: empty texts dropped (or refused), labels encoded against the run's class
+    names (`encode_labels_for_model`: a label outside them stops the run naming it), `tokenize_for_classification`.
+    `rows` is this process's part of the stream (`hfgen.data.text.rows_of_process`). `counts` keeps what was read."""
+
+    def __init__(self, rows, tokenizer, *, text_column: str, text_pair_column: str | None, label_column: str, task: str,
+                 label_names: list[str] | None, max_length: int, seed: int, split_name: str, ref: str,
+                 drop_empty_texts: bool = True, label_all_tokens: bool = False, chunk_size: int = TOKENIZE_BATCH,
+                 shuffle_buffer: int | None = 10_000):
+        self.rows, self.tokenizer = rows, tokenizer
+        self.columns = {"text": text_column, "pair": text_pair_column, "label": label_column}
+        self.task, self.label_names, self.max_length = task, label_names, max_length
+        self.seed, self.split_name, self.ref, self.drop = seed, split_name, ref, drop_empty_texts
+        self.label_all_tokens, self.chunk_size, self.shuffle_buffer, self.epoch = label_all_tokens, chunk_size, shuffle_buffer, 0
+        self.counts = {"rows": 0, "examples": 0, "empty_texts_dropped": 0, "null_labels_dropped": 0, "reached_max_length": 0}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        from .text import epoch_rows
+
+        chunk: list[dict] = []
+        for row in epoch_rows(self.rows, self.seed, self.shuffle_buffer, self.epoch):
+            chunk.append(row)
+            if len(chunk) == self.chunk_size:
+                yield from self._examples(chunk)
+                chunk = []
+        if chunk:
+            yield from self._examples(chunk)
+
+    def _examples(self, chunk: list[dict]):
+        with _quiet(logger, logging.getLogger("hfgen.data.labels")):  # a count per chunk, not a warning per chunk
+            texts = self._tokenized(chunk)
+        for index in range(len(texts)):
+            yield texts[index]
+
+    def _tokenized(self, chunk: list[dict]) -> TokenizedTexts:
+        from .labels import encode_labels_for_model
+
+        text, pair, label = self.columns["text"], self.columns["pair"], self.columns["label"]
+        features = getattr(self.rows, "features", None)
+        kept = [c for c in (text, pair, label) if c]
+        rows = datasets.Dataset.from_list([{c: row[c] for c in kept} for row in chunk],
+                                          features=datasets.Features({c: features[c] for c in kept}) if features else None)
+        self.counts["rows"] += len(rows)
+        rows, dropped = drop_empty_texts(rows, [c for c in (text, pair) if c], split_name=self.split_name, ref=self.ref, drop=self.drop)
+        rows, nulls = encode_labels_for_model(rows, label, self.task, self.label_names, split_name=self.split_name, ref=self.ref,
+                                              key="data.label_column")
+        tokens, at_cap = tokenize_for_classification(
+            rows, self.tokenizer, text_column=text, text_pair_column=pair, max_length=self.max_length, task=self.task,
+            label_all_tokens=self.label_all_tokens, label_names=self.label_names,
+        )  # fmt: skip
+        self.counts["empty_texts_dropped"] += dropped
+        self.counts["null_labels_dropped"] += nulls
+        self.counts["reached_max_length"] += at_cap
+        self.counts["examples"] += len(tokens)
+        return TokenizedTexts(tokens)
+
+
+@contextmanager
+def _quiet(*loggers: logging.Logger):
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)

@@ -199,3 +199,41 @@ def test_token_classification_from_conll_files(classifier_recipe, task_data, tmp
     out = run(load_recipe(classifier_recipe("token", dataset=folder)))
     results = json.loads((out / "eval_results.json").read_text())
     assert results["eval_examples"] == len(rows) - 80 and results["eval_f1"] > 0.9
+
+
+def test_streamed_training_split_trains_and_refuses_what_needs_it_whole(classifier_recipe, tmp_path):
+    """data.streaming: the training csv is read as training goes (chunks tokenised as they come), pass after pass; the
+    test split is read once; the model learns. What needs the whole training split up front is refused by its key."""
+    from hfgen.config import RecipeError
+
+    streamed = ["data.streaming=true", "classifier.label_names=[neg, pos]", "classifier.validation_size=0", "train.max_steps=40",
+                "train.learning_rate=1e-2"]
+    out = run(load_recipe(classifier_recipe("single_label", *streamed, f"train.output_dir={tmp_path / 'streamed'}", name="s.yaml")))
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["steps"] == 40 and results["eval_examples"] == 24 and results["eval_accuracy"] > 0.8
+    assert results["data"]["train"]["streamed"] and results["train_examples"] >= 40 * 8  # 96 rows a pass: several passes
+    assert results["label_names"] == ["neg", "pos"]
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.id2label == {0: "neg", 1: "pos"}
+    for overrides, key in (([], "classifier.label_names"), (["classifier.label_names=[neg, pos]"], "classifier.validation_size"),
+                           (["classifier.label_names=[neg, pos]", "classifier.validation_size=0", "classifier.max_length=auto"], "classifier.max_length"),
+                           (["classifier.label_names=[neg, pos]", "classifier.validation_size=0", "data.eval_split=validation"], "data.eval_split")):
+        with pytest.raises(RecipeError, match=key.replace(".", r"\.")):
+            run(load_recipe(classifier_recipe("single_label", "data.streaming=true", "train.max_steps=8", *overrides, name="refused.yaml")))
+
+
+def test_two_processes_stream_each_their_own_half_of_the_training_split(classifier_recipe, tmp_path):
+    recipe = classifier_recipe("single_label", "data.streaming=true", "classifier.label_names=[neg, pos]", "classifier.validation_size=0",
+                               "train.max_steps=18", "train.batch_size=4", "train.save_every=6", "train.num_processes=2", name="two.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
+                           str(_free_port()), str(ROOT / "scripts" / "finetune.py"), "--recipe", str(recipe)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = tmp_path / "out"
+    state = json.loads((out / "checkpoints" / "checkpoint-00000018" / "train_state.json").read_text())
+    # each process reads every other row of the 96 (48): 12 batches of 4 an epoch, so step 18 is batch 6 of the second
+    # epoch (reading the whole file it would be batch 18 of the first)
+    assert (state["epoch"], state["batches_in_epoch"]) == (1, 6)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["data"]["train"]["examples"] >= 96 + 2 * 6 * 4 and results["eval_examples"] == 24

@@ -23,6 +23,7 @@ from .helpers import assert_same_weights, read_metrics
 ROOT = Path(__file__).resolve().parents[2]
 FSDP2 = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
          "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_reshard_after_forward", "true"]
+FSDP2_CONFIG = ["--config_file", str(ROOT / "recipes" / "accelerate" / "fsdp2.yaml")]  # the shipped config: BertLayer named
 DDP = ["--multi_gpu"]
 
 
@@ -35,7 +36,7 @@ def _free_port() -> int:
 
 
 def launch(engine: list[str], script: str, recipe, *overrides, timeout: int = 400) -> subprocess.CompletedProcess:
-    """2 CPU processes under `engine` (FSDP2 or DDP) running scripts/<script> on `recipe`."""
+    """2 CPU processes under `engine` (FSDP2 flags or config file, or DDP) running scripts/<script> on `recipe`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "accelerate.commands.launch", *engine, "--num_processes", "2", "--num_machines", "1",
@@ -51,25 +52,26 @@ def losses(output_dir) -> list[float]:
 
 
 def test_fsdp2_classifier_trains_like_ddp_resumes_exactly_and_saves_an_ordinary_folder(classifier_recipe, tmp_path):
-    """fp32, 2 processes: FSDP2 follows DDP's loss curve and ends at its weights (within float rounding: FSDP
-    reduce-scatters where DDP all-reduces), keeps the same best model, and writes the same ordinary folder; killed
-    after a checkpoint and resumed, it ends bitwise where an uninterrupted FSDP2 run does."""
+    """fp32, 2 processes, launched with the shipped recipes/accelerate/fsdp2.yaml: FSDP2 follows DDP's loss curve and
+    ends at its weights (within float rounding: FSDP reduce-scatters where DDP all-reduces), keeps the same best
+    model, and writes the same ordinary folder; resumed from a checkpoint of a shorter run, it ends bitwise where an
+    uninterrupted FSDP2 run does."""
     from transformers import AutoModelForSequenceClassification, pipeline
 
     from hfgen.train.checkpoint import list_checkpoints
 
     common = ["train.save_every=4", "train.max_steps=24", "train.eval_every=8", "classifier.eval_every_epoch=false",
               "train.log_every=1", "train.max_grad_norm=1.0", "train.learning_rate=1e-2", "train.warmup_steps=4"]  # steps 1-4 the same whatever max_steps
-    runs = {"ddp": (DDP, common), "fsdp": (FSDP2, common), "first": (FSDP2, [*common, "train.max_steps=5"])}
+    runs = {"ddp": (DDP, common), "fsdp": (FSDP2_CONFIG, common), "first": (FSDP2_CONFIG, [*common, "train.max_steps=5"])}
     for name, (engine, overrides) in runs.items():
         recipe = classifier_recipe("single_label", *overrides, f"train.output_dir={tmp_path / name}", name=f"{name}.yaml")
         done = launch(engine, "finetune.py", recipe)
         assert done.returncode == 0, done.stderr[-5000:]
-        assert ("FSDP2 on 2 CPU processes" in done.stderr) == (engine is FSDP2)
+        assert ("FSDP2 on 2 CPU processes" in done.stderr) == (engine is FSDP2_CONFIG)
     checkpoint = [p for p in list_checkpoints(tmp_path / "first") if p.name.endswith("00000004")][0]
     recipe = classifier_recipe("single_label", *common, f"train.output_dir={tmp_path / 'resumed'}", f"train.resume={checkpoint}",
                                name="resumed.yaml")
-    done = launch(FSDP2, "finetune.py", recipe)
+    done = launch(FSDP2_CONFIG, "finetune.py", recipe)
     assert done.returncode == 0, done.stderr[-5000:]
     ddp, fsdp, resumed = tmp_path / "ddp", tmp_path / "fsdp", tmp_path / "resumed"
 

@@ -28,6 +28,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
+import datasets
 import numpy as np
 import torch
 
@@ -35,10 +36,12 @@ from ...config import ClassifierSection, Recipe, RecipeError
 from ...data import build_dataset, require_columns, select_split
 from ...data.columns import require_text_columns
 from ...data.holdout import hold_out_labelled_split
-from ...data.labels import balanced_class_weights, class_counts, encode_labels, split_off_validation
+from ...data.labels import balanced_class_weights, class_counts, encode_labels, encode_labels_for_model, split_off_validation
+from ...data.text import rows_of_process
 from ...data.text_classification import (
     IGNORE_INDEX,
     PaddingCollator,
+    StreamedClassificationExamples,
     TokenizedTexts,
     choose_max_length,
     token_lengths,
@@ -57,6 +60,7 @@ from ...metrics.classification import (
     single_label_metrics,
     token_metrics,
 )
+from ..batches import require_max_steps_when_streaming
 from ..cls_only import enable_cls_only_last_layer
 from ..engine import Final, Step, TrainingRun
 from ..fast_dropout import set_training_attention
@@ -126,8 +130,10 @@ class Classifier:
             raise RecipeError(f"{recipe.source}: classifier.lora applies to text encoders (transformers); image classifiers train whole "
                               "or with classifier.freeze_encoder")
         self.tokenizer = tokenizer = None if images else load_tokenizer(recipe)
-        self.splits = splits = load_image_classifier_splits(recipe) if images else load_text_splits(recipe, tokenizer)
+        self.splits = splits = (load_image_classifier_splits(recipe) if images else
+                                load_text_splits(recipe, tokenizer, rank=accelerator.process_index, world_size=accelerator.num_processes))
         names = self.names = splits.label_names
+        self.streamed = isinstance(splits.train, StreamedClassificationExamples)
         model = build_image_classifier(recipe, names) if images else build_classifier_model(recipe, names, tokenizer)
         self.distillation = {}
         if options.teacher is not None:  # the teacher's outputs ride with the training set (and its transfer set)
@@ -154,10 +160,14 @@ class Classifier:
                 enable_cls_only_last_layer(model)
             pad_to = max_length if options.pad_to_max_length else None
             collator = PaddingCollator(tokenizer.pad_token_id, options.task, pad_to=pad_to)
-            loader = build_text_loader(
-                splits.train, collator, train.batch_size, seed=train.seed, train=True,
-                group_by_length=options.group_by_length, num_workers=data.num_workers,
-            )  # fmt: skip
+            if self.streamed:  # this process's part of the stream, batched as it comes (no length grouping)
+                loader = torch.utils.data.DataLoader(splits.train, batch_size=train.batch_size, drop_last=True, collate_fn=collator,
+                                                     num_workers=data.num_workers)
+            else:
+                loader = build_text_loader(
+                    splits.train, collator, train.batch_size, seed=train.seed, train=True,
+                    group_by_length=options.group_by_length, num_workers=data.num_workers,
+                )  # fmt: skip
             self.validation_loader, self.test_loader = (
                 None if rows is None else run.prepare_eval_loader(build_text_loader(rows, collator, eval_batch_size, seed=train.seed, train=False))
                 for rows in (splits.validation, splits.test)
@@ -169,7 +179,7 @@ class Classifier:
             parameter_groups(model, train.learning_rate, train.weight_decay, options.layer_lr_decay), train,
             fused=speed_choices(run.device.type).fused_adamw,
         )  # fmt: skip
-        _, (self.model,), (self.optimizer,) = run.prepare(loader, [model], [optimizer])
+        _, (self.model,), (self.optimizer,) = run.prepare(loader, [model], [optimizer], loader_is_per_process=self.streamed)
         if self.weights is not None:
             self.weights = self.weights.to(run.device)
 
@@ -228,11 +238,14 @@ class Classifier:
         if self.validation_loader is not None and load_best_model(accelerator, self.model, out):
             logger.info("final model: the best on validation (%s %.4f at step %d)", metric, selection.best_value, selection.best_step)
         batches_per_epoch = run.batches_per_epoch or 0
-        results.update({
-            "train_examples": len(self.splits.train),
-            "epochs": run.state.step / max(1, -(-batches_per_epoch // run.train.gradient_accumulation_steps)),
-            "early_stopped": selection.should_stop,
-        })  # fmt: skip
+        if self.streamed:  # what the processes read of the stream, summed; an epoch is one pass over a process's part
+            read = run.text_counts(self.splits.train.counts)
+            self.splits.counts["train"].update(read)
+            train_examples, epochs = read["examples"], None
+        else:
+            train_examples = len(self.splits.train)
+            epochs = run.state.step / max(1, -(-batches_per_epoch // run.train.gradient_accumulation_steps))
+        results.update({"train_examples": train_examples, "epochs": epochs, "early_stopped": selection.should_stop})
         if self.validation_loader is not None:
             results.update({"metric_for_best_model": metric, "best_step": selection.best_step, f"best_validation_{metric}": selection.best_value})
         test_outputs = None
@@ -277,14 +290,15 @@ def load_tokenizer(recipe: Recipe):
     return tokenizer
 
 
-def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
+def load_text_splits(recipe: Recipe, tokenizer, rank: int = 0, world_size: int = 1) -> TextSplits:
     """Load the dataset, check columns, drop empty texts, slice, encode labels, carve a validation
-    split when there is none, and tokenise every split (in memory)."""
+    split when there is none, and tokenise every split (in memory; with `data.streaming` the training split is
+    read as training goes, process `rank` of `world_size` its own part: `load_streamed_text_splits`)."""
     options, data, train = recipe.classifier or ClassifierSection(), recipe.data, recipe.train
     if data.label_column is None:
         raise RecipeError(f"{recipe.source}: data.label_column: method classifier needs the column that holds the labels")
     if data.streaming:
-        raise RecipeError(f"{recipe.source}: data.streaming: method classifier tokenises its splits once, in memory; set it to false")
+        return load_streamed_text_splits(recipe, tokenizer, rank, world_size)
     dataset = build_dataset(data.dataset, encoding=data.encoding)
     text_columns = [data.text_column] + ([data.text_pair_column] if data.text_pair_column else [])
     roles = {"train": (data.train_split, "data.train_split")}
@@ -341,6 +355,85 @@ def load_text_splits(recipe: Recipe, tokenizer) -> TextSplits:
                            at_cap, len(rows), 100 * at_cap / len(rows), max_length, 100 * options.max_length_quantile)
     return TextSplits(tokenized["train"], tokenized.get("validation"), tokenized.get("test"), report.names, counts, max_length,
                       train_rows=splits["train"])
+
+
+def load_streamed_text_splits(recipe: Recipe, tokenizer, rank: int = 0, world_size: int = 1) -> TextSplits:
+    """`data.streaming: true`: the training split is read as training goes, each process its own part, tokenised a
+    chunk at a time (`StreamedClassificationExamples`), so memory stays flat however large it is; the validation
+    and test splits, which every evaluation reads whole anyway, are read from the stream once into memory. What
+    would need the whole training split up front is refused by its key."""
+    options, data, train, source = recipe.classifier or ClassifierSection(), recipe.data, recipe.train, recipe.source
+    why = "a streamed training split is read as training goes, never whole"
+
+    def refuse(key: str, fix: str):
+        return RecipeError(f"{source}: {key}: {why}; {fix} (or set data.streaming: false)")
+
+    if options.max_length == "auto":
+        raise refuse("classifier.max_length", "auto measures every training text first: give a number of tokens")
+    if options.class_weights == "balanced":
+        raise refuse("classifier.class_weights", "balanced counts every training label first: give the weights as a list")
+    if options.teacher is not None:
+        raise refuse("classifier.teacher", "distillation computes the teacher's outputs over the whole training set first")
+    require_max_steps_when_streaming(recipe)
+    dataset = build_dataset(data.dataset, streaming=True, encoding=data.encoding)
+    columns = {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column, "data.label_column": data.label_column}
+    texts = {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column}
+    text_columns = [c for c in (data.text_column, data.text_pair_column) if c]
+    train_rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
+    require_columns(train_rows, columns, ref=f"{data.dataset} (split {data.train_split!r})")
+    require_text_columns(train_rows, texts, ref=data.dataset, word_lists=options.task == "token")
+    names = streamed_label_names(recipe, train_rows)
+    has_validation = options.validation_split is not None and options.validation_split in dataset
+    if not has_validation and options.validation_size > 0:
+        raise refuse("classifier.validation_size", f"no split {options.validation_split!r} to select the model on and none can be "
+                     f"carved out of the stream: name a split of {list(dataset)} in classifier.validation_split, or set "
+                     "classifier.validation_size: 0")
+    if data.eval_split and data.eval_split not in dataset:
+        raise refuse("data.eval_split", f"{data.eval_split!r} is not a split of {data.dataset} ({list(dataset)}) and no test split can "
+                     "be held out of a stream: name one of them, or set data.eval_split: null")
+    counts: dict = {"train": {"split": data.train_split, "streamed": True}}
+    tokenized: dict = {}
+    for role, split_name, key in (("validation", options.validation_split if has_validation else None, "classifier.validation_split"),
+                                  ("test", data.eval_split, "data.eval_split")):
+        if split_name is None:
+            continue
+        stream = select_split(dataset, split_name, key, ref=data.dataset)
+        if data.max_eval_samples is not None:
+            stream = stream.take(data.max_eval_samples)
+        rows = datasets.Dataset.from_list(list(stream))  # an evaluation split, read once
+        require_columns(rows, columns, ref=f"{data.dataset} (split {split_name!r})")
+        rows, dropped = drop_empty_texts(rows, text_columns, split_name=split_name, ref=data.dataset, drop=options.drop_empty_texts)
+        rows, nulls = encode_labels_for_model(rows, data.label_column, options.task, names, split_name=split_name, ref=data.dataset,
+                                              key="data.label_column")
+        tokens, at_cap = tokenize_for_classification(rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
+                                                     max_length=options.max_length, task=options.task, label_names=names)
+        tokenized[role] = TokenizedTexts(tokens)
+        counts[role] = {"split": split_name, "empty_texts_dropped": dropped, "null_labels_dropped": nulls, "examples": len(tokens),
+                        "reached_max_length": at_cap}
+    if data.max_train_samples is not None:
+        train_rows = train_rows.take(data.max_train_samples)
+    streamed = StreamedClassificationExamples(
+        rows_of_process(train_rows, rank, world_size), tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
+        label_column=data.label_column, task=options.task, label_names=names, max_length=options.max_length, seed=train.seed,
+        split_name=data.train_split, ref=data.dataset, drop_empty_texts=options.drop_empty_texts, label_all_tokens=options.label_all_tokens,
+    )  # fmt: skip
+    return TextSplits(streamed, tokenized.get("validation"), tokenized.get("test"), names, counts, options.max_length)
+
+
+def streamed_label_names(recipe: Recipe, rows) -> list[str] | None:
+    """The classes of a streamed run, which cannot be read off a training split it never holds whole:
+    `classifier.label_names`, else the names of a ClassLabel label column; None for regression."""
+    options, data = recipe.classifier or ClassifierSection(), recipe.data
+    if options.task == "regression":
+        return None
+    if options.label_names:
+        return list(options.label_names)
+    feature = (getattr(rows, "features", None) or {}).get(data.label_column)
+    inner = getattr(feature, "feature", feature)  # a list of ClassLabel (multi_label, token)
+    if isinstance(inner, datasets.ClassLabel):
+        return list(inner.names)
+    raise RecipeError(f"{recipe.source}: classifier.label_names: a streamed training split is never read whole, so its classes "
+                      f"cannot be discovered from data.label_column {data.label_column!r}: list them (their order is the class ids)")
 
 
 def resolve_max_length(recipe: Recipe, tokenizer, train_rows, counts: dict) -> int:
