@@ -59,8 +59,8 @@ class DataSection:
     max_eval_samples: int | None = None
     on_bad_image: Literal["fail", "skip"] = "fail"  # unreadable image files: stop, or drop and count
     random_flip: bool = False  # horizontal flips as augmentation (off: Fashion-MNIST is not mirror-symmetric)
-    # iterate a larger-than-memory dataset instead of loading it (mlm, text contrastive; needs train.max_steps); under
-    # several processes each reads its own part (docs/scale_out.md)
+    # iterate a larger-than-memory dataset instead of loading it (mlm, text contrastive, text classifier; needs
+    # train.max_steps); under several processes each reads its own part (docs/scale_out.md)
     streaming: bool = False
     num_workers: int = 0  # DataLoader worker processes; 0 keeps the 2-core CPU for compute
     convert_image_mode: bool = False  # image encoders: convert grey<->RGB images to model.num_channels (grey->RGB copies the channel, RGB->grey is ITU-R 601 luma); false: a mismatch stops the run

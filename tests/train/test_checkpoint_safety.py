@@ -136,6 +136,21 @@ def test_resume_takes_the_recipes_new_learning_rate_and_refuses_a_new_batch_size
     assert resumed and all(m["lr"] == pytest.approx(1.0e-5) for m in resumed[-2:])
 
 
+
+def test_a_checkpoint_written_under_fsdp_is_not_resumed_under_ddp(write_recipe, tmp_path, monkeypatch):
+    """FSDP checkpoints key the optimizer state by parameter name, DDP's by index: a switch of engine is refused, naming both."""
+    import json
+
+    recipe = _killed_gan_run(write_recipe, monkeypatch)
+    newest = list_checkpoints(tmp_path / "out")[-1]
+    state = json.loads((newest / "train_state.json").read_text())
+    assert state["hyperparameters"]["sharded"] is False
+    state["hyperparameters"]["sharded"] = True  # as FSDP would have written it
+    (newest / "train_state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointMismatch, match="written under FSDP and this launch runs DDP"):
+        run(load_recipe(recipe))
+
+
 def test_mixed_precision_auto_follows_the_cpu(monkeypatch, write_recipe):
     from hfgen.train import hardware
 
