@@ -41,13 +41,15 @@ _PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).
 
 def measure(workload: str, arm: str, steps: int) -> dict:
     """One arm of one workload: its training throughput and the peak RSS of its largest process."""
+    from hfgen.testing import free_port
+
     recipe, script, key, extra = WORKLOADS[workload]
     processes, options = ARMS[arm]
     with tempfile.TemporaryDirectory(prefix="hfgen-scale-out-") as tmp:
         overrides = [f"train.output_dir={tmp}/out", f"train.max_steps={steps}", f"train.batch_size={GLOBAL_BATCH // processes}",
                      f"train.num_processes={processes}", f"train.warmup_steps={steps // 10}", "train.save_every=null", "train.eval_every=null", "train.report_to=none", *extra]
         launch = [sys.executable, "-m", "accelerate.commands.launch", *options, "--num_processes", str(processes), "--num_machines", "1",
-                  "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+                  "--dynamo_backend", "no", "--main_process_port", str(free_port())]
         if processes == 1:
             launch = [sys.executable]  # a plain process, as `python scripts/finetune.py` runs
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": os.environ.get("ACCELERATE_USE_CPU", "1")}
@@ -59,14 +61,6 @@ def measure(workload: str, arm: str, steps: int) -> dict:
         results = json.loads((Path(tmp) / "out" / "eval_results.json").read_text())
     return {"workload": workload, "arm": arm, "processes": processes, key: results[key], "steps": results["steps"],
             "mixed_precision": results["mixed_precision"], "peak_rss_mb_largest_process": int(done.stdout.split()[-1]) / 1024}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:

@@ -40,3 +40,23 @@ def restore_checkpointing(monkeypatch) -> None:
     from hfgen.train.checkpoint import save_checkpoint
 
     monkeypatch.setattr(engine, "save_checkpoint", save_checkpoint)
+
+
+def launch_processes(script: str, recipe, *overrides: str, engine=("--multi_gpu",), processes: int = 2, timeout: int = 300):
+    """`accelerate launch <engine> --num_processes N scripts/<script> --recipe <recipe> <overrides>` on CPU processes
+    (gloo), in fp32; returns the CompletedProcess, whose whole stderr is also written beside the recipe (`.log`)."""
+    import os
+    import subprocess
+    import sys
+
+    from hfgen.testing import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "accelerate.commands.launch", *engine, "--num_processes", str(processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               str(root / "scripts" / script), "--recipe", str(recipe), *overrides]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    Path(recipe).with_suffix(".log").write_text(done.stderr)
+    return done

@@ -12,10 +12,11 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, pipeline
 
 from hfgen.config import load_recipe
+from hfgen.testing import free_port
 from hfgen.train import run
 
 from .classifier_fixtures import TASK_COLUMNS, classifier_recipe, task_data, tiny_bert  # noqa: F401 (fixtures)
-from .helpers import assert_same_weights, read_metrics
+from .helpers import assert_same_weights, launch_processes, read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_METRICS = {
@@ -137,14 +138,6 @@ def test_gradient_accumulation_layer_decay_and_class_weights_run(classifier_reci
     assert results["eval_accuracy"] > 0.5
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:  # a fixed port collides with other runs on a shared machine
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_process_evaluation_counts_every_example_once(classifier_recipe, tmp_path):
     """23 test examples, eval batch 4 on 2 processes (rounds of 8: the last round is padded with
     duplicates): gather_for_metrics must drop them, so counts and accuracy match one process."""
@@ -160,7 +153,7 @@ def test_two_process_evaluation_counts_every_example_once(classifier_recipe, tmp
         else:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1"}
             env.pop("WORLD_SIZE", None)
-            launch = ["--multi_gpu", "--num_processes", "2", "--main_process_port", str(_free_port())]
+            launch = ["--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())]
             done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *launch, str(ROOT / "scripts" / "finetune.py"),
                                    "--recipe", str(recipe)], env=env, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr[-4000:]
@@ -224,11 +217,7 @@ def test_streamed_training_split_trains_and_refuses_what_needs_it_whole(classifi
 def test_two_processes_stream_each_their_own_half_of_the_training_split(classifier_recipe, tmp_path):
     recipe = classifier_recipe("single_label", "data.streaming=true", "classifier.label_names=[neg, pos]", "classifier.validation_size=0",
                                "train.max_steps=18", "train.batch_size=4", "train.save_every=6", "train.num_processes=2", name="two.yaml")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-                           str(_free_port()), str(ROOT / "scripts" / "finetune.py"), "--recipe", str(recipe)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = launch_processes("finetune.py", recipe)
     assert done.returncode == 0, done.stderr[-4000:]
     out = tmp_path / "out"
     state = json.loads((out / "checkpoints" / "checkpoint-00000018" / "train_state.json").read_text())

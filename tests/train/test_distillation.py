@@ -19,6 +19,7 @@ from hfgen.config import RecipeError, load_recipe
 from hfgen.models import RNNClassifierForSequenceClassification
 from hfgen.train import run
 
+from .helpers import launch_processes
 from .classifier_fixtures import classifier_recipe, save_tiny_bert, task_data, tiny_bert, write_task_data  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,13 +136,7 @@ def test_two_processes_share_the_teacher_outputs_row_for_row(toy, teacher, tmp_p
     overrides = [*_rnn(toy), f"classifier.teacher={teacher}", "classifier.distill_alpha=1.0", "train.num_epochs=4", "train.batch_size=4"]
     one = _results(run(load_recipe(_recipe(tmp_path, toy, "one", *overrides))))
     recipe = _recipe(tmp_path, toy, "two", *overrides, "train.num_processes=2")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    from .test_classifier import _free_port
-
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-                           str(_free_port()), str(ROOT / "scripts" / "finetune.py"), "--recipe", str(recipe)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = launch_processes("finetune.py", recipe)
     assert done.returncode == 0, done.stderr[-4000:]
     two = _results(tmp_path / "two")
     assert two["teacher_train_accuracy"] == one["teacher_train_accuracy"]  # the same outputs against the same labels

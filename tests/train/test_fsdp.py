@@ -6,9 +6,6 @@ file, with ACCELERATE_USE_CPU=1) hfgen switches Accelerate's FSDP2 path on (hfge
 tests run the same `fully_shard` wrapping and state-dict gathering a GPU launch does."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from safetensors.torch import load_file
 from .classifier_fixtures import classifier_recipe, task_data, tiny_bert  # noqa: F401 (fixtures)
 from .test_contrastive import contrastive_recipe, text_files  # noqa: F401 (fixtures)
 from .test_mlm import mlm_recipe  # noqa: F401 (fixture)
-from .helpers import assert_same_weights, read_metrics
+from .helpers import assert_same_weights, launch_processes, read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 FSDP2 = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
@@ -27,24 +24,9 @@ FSDP2_CONFIG = ["--config_file", str(ROOT / "recipes" / "accelerate" / "fsdp2.ya
 DDP = ["--multi_gpu"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def launch(engine: list[str], script: str, recipe, *overrides, timeout: int = 400) -> subprocess.CompletedProcess:
+def launch(engine: list[str], script: str, recipe, *overrides: str, timeout: int = 400):
     """2 CPU processes under `engine` (FSDP2 flags or config file, or DDP) running scripts/<script> on `recipe`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "accelerate.commands.launch", *engine, "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-               str(ROOT / "scripts" / script), "--recipe", str(recipe), *overrides]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    Path(recipe).with_suffix(".log").write_text(done.stderr)  # the whole log, beside the recipe, for a failure's cause
-    return done
+    return launch_processes(script, recipe, *overrides, engine=engine, timeout=timeout)
 
 
 def losses(output_dir) -> list[float]:
