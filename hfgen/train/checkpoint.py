@@ -178,7 +178,7 @@ def save_checkpoint(run, stateful: dict) -> Path:
     """
     from safetensors.torch import save_file, save_model
 
-    from .sharding import gathered_state, optimizer_state, without_shared_storage
+    from .sharding import gathered_state, optimizer_state
     from .state_files import capture_rng_state, save_state
 
     accelerator, state = run.accelerator, run.state
@@ -196,14 +196,14 @@ def save_checkpoint(run, stateful: dict) -> Path:
     # DDP run's are; DDP: each process holds them whole already
     sharded, everywhere = is_sharded(accelerator), _saves_on_each_node(accelerator)
     model_states = [gathered_state(accelerator, model, everywhere) if sharded else None for model in run.models]
-    optimizer_states = [optimizer_state(accelerator, model, optimizer, everywhere) if sharded else optimizer.state_dict()
+    optimizer_states = [optimizer_state(accelerator, model, optimizer, everywhere) if sharded else optimizer.state_dict() if writer else None
                         for model, optimizer in zip(run.models, run.optimizers)]  # fmt: skip
     if writer:
         for name, model, gathered in zip(_names("model", len(run.models)), run.models, model_states):
             if gathered is None:
                 save_model(accelerator.unwrap_model(model), str(tmp / f"{name}.safetensors"))
             else:
-                save_file(without_shared_storage(gathered), str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
+                save_file(gathered, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})  # tied names left out: no shared storage
         for name, optimizer_saved in zip(_names("optimizer", len(run.optimizers)), optimizer_states):
             save_state(optimizer_saved, tmp, name)
         for name, scheduler in zip(_names("scheduler", len(run.schedulers)), run.schedulers):

@@ -9,7 +9,7 @@ each have one code path for both engines:
 * `load_full_state(accelerator, model, state)`: a full state dict put back into the (sharded) model.
 * `optimizer_state` / `load_optimizer_state`: the optimizer's state, full and keyed by parameter name under FSDP2
   (torch.distributed.checkpoint's state-dict API), so a checkpoint is plain safetensors + JSON either way: never
-  torch.distributed.checkpoint's own folder format, whose `.metadata` is read back with `pickle.load`.
+  torch.distributed.checkpoint's own folder format, whose `.metadata` file is unpickled when read back.
 * `enable_fsdp_on_cpu(accelerator)`: Accelerate only turns FSDP on for accelerators; a CPU launch that asked for it
   (`accelerate launch --use_fsdp ...` or an FSDP config file, with ACCELERATE_USE_CPU=1) would silently come up as
   plain DDP. hfgen then switches Accelerate's own FSDP2 path on over gloo, the same `fully_shard` wrapping and
@@ -212,15 +212,3 @@ def register_forward_methods(accelerator, models: list[torch.nn.Module]) -> None
     for model in models:
         for name in getattr(model, "fsdp_forward_methods", ()):
             register_fsdp_forward_method(model, name)
-
-
-def without_shared_storage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`state` with every tensor in storage of its own (safetensors refuses tensors that share memory, as tied
-    weights of a gathered state dict may): a tied weight is then written under each of its names."""
-    seen, out = set(), {}
-    for key, tensor in state.items():
-        tensor = tensor.detach()
-        pointer = (tensor.untyped_storage().data_ptr(), tensor.device)
-        out[key] = tensor.clone() if pointer in seen or not tensor.is_contiguous() else tensor
-        seen.add(pointer)
-    return out
