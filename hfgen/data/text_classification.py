@@ -337,26 +337,38 @@ class StreamedClassificationExamples(torch.utils.data.IterableDataset):
             yield texts[index]
 
     def _tokenized(self, chunk: list[dict]) -> TokenizedTexts:
-        from .labels import encode_labels_for_model
-
         text, pair, label = self.columns["text"], self.columns["pair"], self.columns["label"]
         features = getattr(self.rows, "features", None)
         kept = [c for c in (text, pair, label) if c]
         rows = datasets.Dataset.from_list([{c: row[c] for c in kept} for row in chunk],
                                           features=datasets.Features({c: features[c] for c in kept}) if features else None)
         self.counts["rows"] += len(rows)
-        rows, dropped = drop_empty_texts(rows, [c for c in (text, pair) if c], split_name=self.split_name, ref=self.ref, drop=self.drop)
-        rows, nulls = encode_labels_for_model(rows, label, self.task, self.label_names, split_name=self.split_name, ref=self.ref,
-                                              key="data.label_column")
-        tokens, at_cap = tokenize_for_classification(
-            rows, self.tokenizer, text_column=text, text_pair_column=pair, max_length=self.max_length, task=self.task,
-            label_all_tokens=self.label_all_tokens, label_names=self.label_names,
+        texts, counts = tokenize_labelled_rows(
+            rows, self.tokenizer, text_column=text, text_pair_column=pair, label_column=label, task=self.task,
+            label_names=self.label_names, max_length=self.max_length, split_name=self.split_name, ref=self.ref,
+            drop_empty=self.drop, label_all_tokens=self.label_all_tokens,
         )  # fmt: skip
-        self.counts["empty_texts_dropped"] += dropped
-        self.counts["null_labels_dropped"] += nulls
-        self.counts["reached_max_length"] += at_cap
-        self.counts["examples"] += len(tokens)
-        return TokenizedTexts(tokens)
+        for key, value in counts.items():
+            self.counts[key] += value
+        return texts
+
+
+def tokenize_labelled_rows(rows: datasets.Dataset, tokenizer, *, text_column: str, text_pair_column: str | None, label_column: str,
+                           task: str, label_names: list[str] | None, max_length: int, split_name: str, ref: str,
+                           drop_empty: bool = True, label_all_tokens: bool = False) -> tuple[TokenizedTexts, dict[str, int]]:
+    """Rows whose classes are known beforehand (a stream's chunk or evaluation split) -> tokenised examples: empty texts
+    dropped (or refused), labels encoded against `label_names` (`encode_labels_for_model`), tokenised; with the counts."""
+    from .labels import encode_labels_for_model
+
+    texts = [c for c in (text_column, text_pair_column) if c]
+    rows, dropped = drop_empty_texts(rows, texts, split_name=split_name, ref=ref, drop=drop_empty)
+    rows, nulls = encode_labels_for_model(rows, label_column, task, label_names, split_name=split_name, ref=ref, key="data.label_column")
+    tokens, at_cap = tokenize_for_classification(
+        rows, tokenizer, text_column=text_column, text_pair_column=text_pair_column, max_length=max_length, task=task,
+        label_all_tokens=label_all_tokens, label_names=label_names,
+    )  # fmt: skip
+    counts = {"empty_texts_dropped": dropped, "null_labels_dropped": nulls, "examples": len(tokens), "reached_max_length": at_cap}
+    return TokenizedTexts(tokens), counts
 
 
 @contextmanager

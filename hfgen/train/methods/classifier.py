@@ -36,7 +36,7 @@ from ...config import ClassifierSection, Recipe, RecipeError
 from ...data import build_dataset, require_columns, select_split
 from ...data.columns import require_text_columns
 from ...data.holdout import hold_out_labelled_split
-from ...data.labels import balanced_class_weights, class_counts, encode_labels, encode_labels_for_model, split_off_validation
+from ...data.labels import balanced_class_weights, class_counts, encode_labels, split_off_validation
 from ...data.text import rows_of_process
 from ...data.text_classification import (
     IGNORE_INDEX,
@@ -48,6 +48,7 @@ from ...data.text_classification import (
     build_text_loader,
     drop_empty_texts,
     tokenize_for_classification,
+    tokenize_labelled_rows,
 )
 from ...losses.classification import classification_loss
 from ...losses.distillation import distillation_loss
@@ -378,7 +379,6 @@ def load_streamed_text_splits(recipe: Recipe, tokenizer, rank: int = 0, world_si
     dataset = build_dataset(data.dataset, streaming=True, encoding=data.encoding)
     columns = {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column, "data.label_column": data.label_column}
     texts = {"data.text_column": data.text_column, "data.text_pair_column": data.text_pair_column}
-    text_columns = [c for c in (data.text_column, data.text_pair_column) if c]
     train_rows = select_split(dataset, data.train_split, "data.train_split", ref=data.dataset)
     require_columns(train_rows, columns, ref=f"{data.dataset} (split {data.train_split!r})")
     require_text_columns(train_rows, texts, ref=data.dataset, word_lists=options.task == "token")
@@ -402,14 +402,12 @@ def load_streamed_text_splits(recipe: Recipe, tokenizer, rank: int = 0, world_si
             stream = stream.take(data.max_eval_samples)
         rows = datasets.Dataset.from_list(list(stream))  # an evaluation split, read once
         require_columns(rows, columns, ref=f"{data.dataset} (split {split_name!r})")
-        rows, dropped = drop_empty_texts(rows, text_columns, split_name=split_name, ref=data.dataset, drop=options.drop_empty_texts)
-        rows, nulls = encode_labels_for_model(rows, data.label_column, options.task, names, split_name=split_name, ref=data.dataset,
-                                              key="data.label_column")
-        tokens, at_cap = tokenize_for_classification(rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column,
-                                                     max_length=options.max_length, task=options.task, label_names=names)
-        tokenized[role] = TokenizedTexts(tokens)
-        counts[role] = {"split": split_name, "empty_texts_dropped": dropped, "null_labels_dropped": nulls, "examples": len(tokens),
-                        "reached_max_length": at_cap}
+        tokenized[role], read = tokenize_labelled_rows(
+            rows, tokenizer, text_column=data.text_column, text_pair_column=data.text_pair_column, label_column=data.label_column,
+            task=options.task, label_names=names, max_length=options.max_length, split_name=split_name, ref=data.dataset,
+            drop_empty=options.drop_empty_texts,
+        )  # fmt: skip
+        counts[role] = {"split": split_name, **read}
     if data.max_train_samples is not None:
         train_rows = train_rows.take(data.max_train_samples)
     streamed = StreamedClassificationExamples(
