@@ -96,15 +96,20 @@ def benchmark_main(argv: list[str] | None = None) -> None:
         f"against the targets ({summary}), quality and peak memory. A workload that fails is reported with its error and the "
         "others still run; the exit status is 1 if any failed. --json writes one object keyed by workload.",
     )
-    for name in sorted(WORKLOADS):
-        workloads.add_parser(name, parents=[common], help=describe(name), description=describe(name))
+    subparsers = {name: workloads.add_parser(name, parents=[common], help=describe(name), description=describe(name)) for name in sorted(WORKLOADS)}
+    from .benchmarks.distill import SETS, STUDENTS  # no torch at import: the parser stays quick to build
+
+    subparsers["distill"].add_argument("--sets", nargs="+", choices=SETS, default=None, help="the text sets to measure (default: all)")
+    subparsers["distill"].add_argument("--students", nargs="+", choices=tuple(STUDENTS), default=None,
+                                       help="the students to train, each distilled and on labels alone (default: all); the teacher is always timed")
     args = parser.parse_args(argv)
     if args.workload == "all":
         results = run_all(quick=args.quick, json_path=args.json, threads=args.threads)
         if failed(results):
             sys.exit(f"benchmark workloads failed: {', '.join(failed(results))}")
         return
-    run_workload(args.workload, quick=args.quick, json_path=args.json, threads=args.threads)
+    options = {key: tuple(value) for key in ("sets", "students") if (value := getattr(args, key, None)) is not None}
+    run_workload(args.workload, quick=args.quick, json_path=args.json, threads=args.threads, **options)
 
 
 def generate_main(argv: list[str] | None = None) -> None:

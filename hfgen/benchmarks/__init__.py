@@ -42,8 +42,8 @@ WORKLOADS: dict[str, str] = {
     "speed_choices": "hfgen.benchmarks.speed_choices",  # each CPU speed choice of the engine on and off, on this machine
     "distill": "hfgen.benchmarks.distill",  # fine-tuned MiniLM teacher vs BiLSTM / 2-layer students, distilled and on labels alone
     "finetune_options": "hfgen.benchmarks.finetune_options",  # LoRA, gradient checkpointing, torch.compile vs full fine-tuning
-    "augment": "hfgen.benchmarks.augment",
-    "scale_out": "hfgen.benchmarks.scale_out",  # 1 process vs 2 processes under DDP and FSDP2, MLM and classifier  # image classifier on 1% / 10% of labels, without and with images from conditional DCGAN / VAE / DDPM
+    "augment": "hfgen.benchmarks.augment",  # image classifier on 1% / 10% of labels, without and with images from conditional DCGAN / VAE / DDPM
+    "scale_out": "hfgen.benchmarks.scale_out",  # 1 process vs 2 processes under DDP and FSDP2, MLM and classifier
 }
 
 
@@ -58,13 +58,14 @@ TARGETS: dict[str, float] = {
 }
 
 
-def run_workload(name: str, quick: bool = False, json_path: str | None = None, threads: int | None = None) -> dict:
+def run_workload(name: str, quick: bool = False, json_path: str | None = None, threads: int | None = None, **options) -> dict:
     """Run one workload, print its results as JSON, and write them to ``json_path`` when given.
 
     ``threads``: CPU threads per contender, for workloads whose ``run`` takes a ``threads`` argument
     (on a machine shared with other jobs, 1 thread each gives steadier ratios than oversubscribed cores).
+    ``options``: the workload's own keyword arguments (``distill``'s ``sets`` and ``students``).
     """
-    results = _measure(name, quick, threads)
+    results = _measure(name, quick, threads, **options)
     _report(results, json_path)
     return results
 
@@ -240,11 +241,14 @@ def peer_precision_in_processes(module: str, peer: str, trial_settings: dict, fo
     return pick_peer_precision(measure, trial)
 
 
-def _measure(name: str, quick: bool, threads: int | None) -> dict:
+def _measure(name: str, quick: bool, threads: int | None, **options) -> dict:
     if name not in WORKLOADS:
         raise KeyError(f"unknown benchmark workload {name!r}; known: {sorted(WORKLOADS)}")
     run = importlib.import_module(WORKLOADS[name]).run
-    extra = {}
+    unknown = sorted(set(options) - set(inspect.signature(run).parameters))
+    if unknown:
+        raise ValueError(f"benchmark workload {name!r} takes no option {unknown}")
+    extra = dict(options)
     if threads is not None:
         if "threads" not in inspect.signature(run).parameters:
             raise ValueError(f"benchmark workload {name!r} does not take --threads")

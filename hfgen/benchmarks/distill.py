@@ -108,8 +108,14 @@ def test_texts(dataset: str) -> list[str]:
     return [str(text) for text in build_dataset(dataset)["test"]["text"][:BATCH_64_TEXTS]]
 
 
-def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] = SETS) -> dict:
-    """Teacher and students on each of `sets`; returns (and prints) the table."""
+def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] = SETS,
+        students: tuple[str, ...] = tuple(STUDENTS)) -> dict:
+    """The teacher and `students` (keys of `STUDENTS`), each distilled and on labels alone, on each of `sets`;
+    returns (and prints) the table. The teacher is timed in the same run as its students, so their speed ratios
+    are of one machine and one day."""
+    unknown = sorted(set(sets) - set(SETS)) + sorted(set(students) - set(STUDENTS))
+    if unknown:
+        raise ValueError(f"distill: unknown set or student {unknown}; sets: {list(SETS)}, students: {list(STUDENTS)}")
     import tempfile
 
     import torch
@@ -126,7 +132,7 @@ def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] =
             teacher = teacher_folder(dataset, quick, work)
             texts = test_texts(dataset)
             rows = {"teacher (MiniLM, 6 layers)": describe_model(teacher, texts)}
-            for student in STUDENTS:
+            for student in students:
                 for distilled in (True, False):
                     folder = train_student(dataset, student, teacher, distilled, quick, work)
                     label = f"{'BiLSTM' if student == 'bilstm' else 'MiniLM, 2 layers'} {'distilled' if distilled else 'labels only'}"
@@ -141,6 +147,6 @@ def run(quick: bool = False, threads: int | None = None, sets: tuple[str, ...] =
                     f"| {row['examples_per_s_batch_64']:.0f} ({row['examples_per_s_batch_64'] / base['examples_per_s_batch_64']:.1f}x) |"
                 )
     print("\n".join(table), flush=True)
-    return {"machine": machine(threads), "settings": {"quick": quick, "sets": list(sets), "inference": "fp32, tokenisation included",
+    return {"machine": machine(threads), "settings": {"quick": quick, "sets": list(sets), "students": list(students), "inference": "fp32, tokenisation included",
                                                       "batch_1_texts": BATCH_ONE_TEXTS, "batch_64_texts": BATCH_64_TEXTS},
             "results": results, "table": table}

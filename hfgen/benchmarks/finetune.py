@@ -12,6 +12,7 @@ precision is the machine's matter, not the collator's, so one trial serves the t
   fused AdamW; ``hfgen_other_precision`` the same at the fixed precision `auto` did not pick.
 - ``trainer_default``: transformers' ``examples/pytorch/text-classification/run_classification.py``
   as it runs by default: every example padded to ``max_seq_length`` 128 (``pad_to_max_length``),
+  where the other contenders cut at the recipe's ``classifier.max_length`` (``auto``: the length hfgen picks),
   ``default_data_collator``, Trainer defaults otherwise.
 - ``trainer_padding``: the Trainer with dynamic padding alone (``DataCollatorWithPadding``): the
   configuration the issue measured as (b). Reported because transformers' ``group_by_length`` orders each
@@ -39,6 +40,7 @@ from pathlib import Path
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "finetune" / "minilm_rotten_tomatoes_critics.yaml"
 QUICK_TRAIN, QUICK_TEST = 2000, 500  # examples in --quick mode (a seeded slice of each split)
 TRIAL_EXAMPLES, TRIAL_TEST = 960, 64  # the Trainer's precision trial: 30 steps at each precision
+DEFAULT_MAX_SEQ_LENGTH = 128  # run_classification.py's --max_seq_length default
 TRAINERS = ("trainer_tuned", "trainer_padding", "trainer_default")
 CONTENDERS = ("hfgen", "hfgen_other_precision", *TRAINERS)
 
@@ -54,7 +56,7 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
     train_examples = QUICK_TRAIN if quick else None
     # quick runs are ~60 steps: a warm-up of the recipe's length would never reach the peak rate
     warmup = max(1, QUICK_TRAIN // batch_size // 10) if quick else train.warmup_steps
-    return {
+    settings = {
         "recipe": RECIPE.relative_to(RECIPE.parents[2]).as_posix(),  # recipes/...: no machine path in results
         "model": recipe.model.pretrained,
         "dataset": recipe.data.dataset,
@@ -70,9 +72,25 @@ def settings_for(quick: bool, threads: int | None = None) -> dict:
         "warmup_steps": warmup,
         "max_grad_norm": train.max_grad_norm,
         "max_length": recipe.classifier.max_length,
+        "default_max_seq_length": DEFAULT_MAX_SEQ_LENGTH,  # trainer_default pads every example to this
         "seed": train.seed,
         "cpu_threads": threads or cpu_threads_per_process(),  # torch threads of every contender
     }
+    if settings["max_length"] == "auto":  # hfgen's own choice on the same rows: every contender cuts at one length
+        settings["max_length"] = resolved_max_length(recipe, settings)
+    return settings
+
+
+def resolved_max_length(recipe, settings: dict) -> int:
+    """The length `classifier.max_length: auto` picks for this run's training rows (the classifier's own
+    `resolve_max_length`), so the Trainer's truncation matches hfgen's."""
+    from transformers import AutoTokenizer
+
+    from hfgen.pretrained import resolve_pretrained
+    from hfgen.train.methods.classifier import resolve_max_length
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(settings["model"]))
+    return resolve_max_length(recipe, tokenizer, benchmark_rows(settings)[0], {})
 
 
 def trial_settings(settings: dict) -> dict:
@@ -149,7 +167,9 @@ def run_trainer(settings: dict, output_dir: str, dynamic_padding: bool, group_by
     text, label = settings["text_column"], settings["label_column"]
 
     def preprocess(batch):  # run_classification.py's preprocess_function
-        return tokenizer(batch[text], padding=False if dynamic_padding else "max_length", max_length=settings["max_length"], truncation=True)
+        if dynamic_padding:
+            return tokenizer(batch[text], padding=False, max_length=settings["max_length"], truncation=True)
+        return tokenizer(batch[text], padding="max_length", max_length=settings["default_max_seq_length"], truncation=True)
 
     train_data = train_rows.map(preprocess, batched=True, remove_columns=[text])
     test_data = test_rows.map(preprocess, batched=True, remove_columns=[text])

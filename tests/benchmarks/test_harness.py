@@ -113,3 +113,17 @@ def test_contenders_run_one_after_the_other_in_fresh_processes(monkeypatch, tmp_
     assert used["hfgen"]["precision"] == "no" and used["hfgen"]["mixed_precision"] == "auto"
     with pytest.raises(RuntimeError, match="benchmark contender crash failed:\n.*crashed on purpose"):
         benchmarks.run_contenders("tests.benchmarks.fake_contender", ["crash"], {}, tmp_path, {"crash": {"precision": "no"}})
+
+
+def test_distill_options_reach_its_run_and_unknown_ones_are_refused(monkeypatch):
+    from hfgen.benchmarks import distill
+
+    seen = {}
+    monkeypatch.setattr(distill, "run", lambda quick=False, threads=None, sets=distill.SETS, students=tuple(distill.STUDENTS):
+                        seen.update(quick=quick, sets=sets, students=students) or {"workload": "distill"})
+    benchmark_main(["distill", "--quick", "--sets", "20newsgroups", "--students", "minilm2"])
+    assert seen == {"quick": True, "sets": ("20newsgroups",), "students": ("minilm2",)}
+    with pytest.raises(ValueError, match=r"'distill' takes no option \['layers'\]"):
+        benchmarks.run_workload("distill", layers=2)
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        benchmark_main(["distill", "--students", "cnn"])
