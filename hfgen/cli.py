@@ -97,11 +97,13 @@ def benchmark_main(argv: list[str] | None = None) -> None:
         "others still run; the exit status is 1 if any failed. --json writes one object keyed by workload.",
     )
     subparsers = {name: workloads.add_parser(name, parents=[common], help=describe(name), description=describe(name)) for name in sorted(WORKLOADS)}
-    from .benchmarks.distill import SETS, STUDENTS  # no torch at import: the parser stays quick to build
+    if "distill" in subparsers:  # its own options
+        from .benchmarks.distill import SETS, STUDENTS  # no torch at import: the parser stays quick to build
 
-    subparsers["distill"].add_argument("--sets", nargs="+", choices=SETS, default=None, help="the text sets to measure (default: all)")
-    subparsers["distill"].add_argument("--students", nargs="+", choices=tuple(STUDENTS), default=None,
-                                       help="the students to train, each distilled and on labels alone (default: all); the teacher is always timed")
+        distill = subparsers["distill"]
+        distill.add_argument("--sets", nargs="+", choices=SETS, default=None, help="the text sets to measure (default: all)")
+        distill.add_argument("--students", nargs="+", choices=tuple(STUDENTS), default=None,
+                             help="the students to train, each distilled and on labels alone (default: all); the teacher is always timed")
     args = parser.parse_args(argv)
     if args.workload == "all":
         results = run_all(quick=args.quick, json_path=args.json, threads=args.threads)
