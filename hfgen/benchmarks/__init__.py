@@ -245,15 +245,15 @@ def _measure(name: str, quick: bool, threads: int | None, **options) -> dict:
     if name not in WORKLOADS:
         raise KeyError(f"unknown benchmark workload {name!r}; known: {sorted(WORKLOADS)}")
     run = importlib.import_module(WORKLOADS[name]).run
-    unknown = sorted(set(options) - set(inspect.signature(run).parameters))
+    accepted = inspect.signature(run).parameters
+    if threads is not None:
+        if "threads" not in accepted:
+            raise ValueError(f"benchmark workload {name!r} does not take --threads")
+        options = {**options, "threads": threads}
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"benchmark workload {name!r} takes no option {unknown}")
-    extra = dict(options)
-    if threads is not None:
-        if "threads" not in inspect.signature(run).parameters:
-            raise ValueError(f"benchmark workload {name!r} does not take --threads")
-        extra["threads"] = threads
-    return run(quick=quick, **extra)
+    return run(quick=quick, **options)
 
 
 def _report(results: dict, json_path: str | None) -> None:
