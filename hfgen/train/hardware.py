@@ -120,16 +120,22 @@ def speed_choices(device_type: str) -> SpeedChoices:
     """The speed choices for `device_type`. CPU figures (`scripts/benchmark.py speed_choices`, 2 threads, bf16 where
     native), speed-up of each choice over its alternative:
 
-    | choice | Intel Xeon (Emerald Rapids, AMX-BF16), 2026-12-01 |
-    |---|---|
-    | eager attention over sdpa, MiniLM fine-tuning step | 1.19x |
-    | eager attention over sdpa, BERT 4x256 MLM step | 1.25x |
-    | fast dropout masks over torch's, MiniLM step | 1.19x |
-    | fused AdamW over the for-loop, MiniLM step | 1.29x |
+    | choice | Intel Xeon (Emerald Rapids, AMX-BF16), 2026-12-01 | AMD EPYC (family 25 model 17, AVX512-BF16), 2026-12-03 |
+    |---|---|---|
+    | eager attention over sdpa, MiniLM fine-tuning step | 1.19x | 1.21x |
+    | eager attention over sdpa, BERT 4x256 MLM step | 1.25x | 1.11x |
+    | fast dropout masks over torch's, MiniLM step | 1.19x | 1.03x |
+    | [CLS]-only last layer, MiniLM classifier step | - | 1.06x |
+    | fused AdamW over the for-loop, MiniLM step | 1.29x | 1.05x |
+    | length-sorted forwards of 32 texts, MiniLM pairs step | - | 1.11x |
+
+    The EPYC column runs with glibc keeping freed memory, as the engine does on CPU (`train.reuse_cpu_memory`); the
+    Xeon column ran without it, and page faults of fresh allocations (torch's dropout masks, the for-loop's
+    temporaries) then count against the alternatives: on the EPYC, a run without it gave 1.27x for fast dropout and
+    1.27x for fused AdamW (`--quick`). Every choice helps on both CPUs, so every one is kept.
 
     On GPUs sdpa (flash/memory-efficient kernels) and torch's dropout are the fast ones; fused AdamW is kept.
     """
     if device_type == "cpu":
-        # texts per forward: ~1.18x faster MiniLM SimCSE steps on 20newsgroups spans (measured on the earlier AMD EPYC)
         return SpeedChoices(attention="eager", fast_dropout=True, fused_adamw=True, texts_per_forward=32)
     return SpeedChoices(attention="sdpa", fast_dropout=False, fused_adamw=True if device_type == "cuda" else None, texts_per_forward=None)
