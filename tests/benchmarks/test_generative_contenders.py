@@ -4,20 +4,9 @@ Fashion-MNIST files): each trains, saves the model it trained where the parent s
 because it changes this process's allocator settings for good.)"""
 
 import json
-import os
 
 import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment():
-    """pythae's BaseTrainerConfig writes MASTER_ADDR/MASTER_PORT into os.environ, which would make every later
-    test's Accelerator look like a multi-process launch that came up as one process (hfgen's launch guard)."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _run_peer(module, tmp_path, **sizes) -> dict:
