@@ -9,8 +9,8 @@ in the machine's load hits both arms alike, at the precision `train.mixed_precis
 - ``fast_dropout``: hfgen's 16-bit-slice dropout masks vs torch's, in the MiniLM step (eager attention);
 - ``cls_only_last_layer``: the classifier's last layer on [CLS] alone vs every token;
 - ``fused_adamw``: torch's fused AdamW vs its for-loop, on MiniLM's 22M parameters;
-- ``texts_per_forward``: a `method: contrastive` step encoding a batch of 32 (anchor, positive) pairs of 20newsgroups spans
-  (the `contrastive` benchmark's pairs) in length-sorted forwards of 32 texts vs one forward of all 64.
+- ``texts_per_forward``: a `method: contrastive` step on the `contrastive` benchmark's batches of 32 (anchor, positive)
+  pairs of 20newsgroups spans, encoded in length-sorted forwards of `texts_per_forward` (32) texts vs one forward of all 64.
 
 `python scripts/benchmark.py speed_choices [--quick]`; the result names the CPU and prints each speed-up.
 """
@@ -93,18 +93,18 @@ def _mlm_step(attention: str, precision: str, batch_size: int, length: int):
     return step
 
 
-def _contrastive_step(texts_per_forward: int | None, precision: str, batches: list[dict]):
-    """One `method: contrastive` (pairs) step of MiniLM with mean pooling, as the method builds it on CPU, cycling
-    through `batches` (the `contrastive` benchmark's span pairs, tokenised by the method's collator)."""
+def _contrastive_step(texts_per_forward: int | None, precision: str, settings: dict, batches: list[dict]):
+    """One `method: contrastive` (pairs) step of MiniLM with mean pooling, as the method builds it on CPU, at the
+    `contrastive` benchmark's `settings` (temperature, learning rate), cycling through `batches`."""
     from ..losses.nt_xent import info_nce_loss
     from ..train.fast_dropout import set_training_attention
     from ..train.methods.contrastive import ContrastiveObjective, build_sentence_encoder
     from .contrastive import RECIPE
 
-    model = build_sentence_encoder(load_recipe(RECIPE, ["contrastive.objective=pairs"]))
+    model = build_sentence_encoder(load_recipe(RECIPE, ["contrastive.objective=pairs", f"contrastive.pooling={settings['pooling']}"]))
     set_training_attention(model, "auto", True, "cpu")
     objective = ContrastiveObjective(model, None, texts_per_forward).train()
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=5e-5, fused=True)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=settings["learning_rate"], fused=True)
     seen = [0]
 
     def step():
@@ -113,34 +113,39 @@ def _contrastive_step(texts_per_forward: int | None, precision: str, batches: li
         groups = batch.pop("groups")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             anchors, positives = objective(groups, **batch)
-            loss = info_nce_loss(anchors, positives, None, 0.05, gather_across_processes=False)
+            loss = info_nce_loss(anchors, positives, None, settings["temperature"], gather_across_processes=False)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    step.objective = objective  # what it trains, for a check
     return step
 
 
-def _span_pair_batches(count: int, batch_size: int = 32) -> list[dict]:
-    """`count` batches of the `contrastive` benchmark's (anchor, positive) span pairs, collated as the method does."""
+def _span_pair_batches(settings: dict, count: int) -> list[dict]:
+    """`count` batches of the `contrastive` benchmark's (anchor, positive) span pairs at its `settings`, collated as
+    the method does."""
     from transformers import AutoTokenizer
 
     from ..data import build_dataset
     from ..data.text import TextStats
     from ..pretrained import resolve_pretrained
     from ..train.methods.contrastive import collate_texts
-    from .contrastive import DATASET, WORDS_PER_TEXT, adjacent_span_pairs
+    from .contrastive import adjacent_span_pairs
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained("minilm"))
-    pairs = adjacent_span_pairs(build_dataset(DATASET)["train"]["text"], count * batch_size, WORDS_PER_TEXT, seed=0)
-    collate = collate_texts(tokenizer, 64, TextStats())
-    return [collate(pairs[start : start + batch_size]) for start in range(0, len(pairs), batch_size)]
+    size = settings["batch_size"]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(settings["model"]))
+    texts = build_dataset(settings["dataset"])["train"]["text"]
+    pairs = adjacent_span_pairs(texts, count * size, settings["words_per_text"], settings["seed"])
+    collate = collate_texts(tokenizer, settings["max_length"], TextStats())
+    return [collate(pairs[start : start + size]) for start in range(0, len(pairs), size)]
 
 
 def run(quick: bool = False, threads: int | None = None) -> dict:
-    from . import machine
-
     from ..train.accelerator import keep_freed_cpu_memory
+    from ..train.hardware import speed_choices
+    from . import machine
+    from .contrastive import settings_for as contrastive_settings
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -164,9 +169,11 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     seconds = _interleaved(classifier, steps, rounds)
     mlm = _interleaved({"eager": _mlm_step("eager", precision, 32, 128), "sdpa": _mlm_step("sdpa", precision, 32, 128)},
                        max(2, steps // 2), rounds)
-    pairs = _span_pair_batches(8)
-    contrastive = _interleaved({"texts_per_forward_32": _contrastive_step(32, precision, pairs),
-                                "one_forward": _contrastive_step(None, precision, pairs)}, max(2, steps // 2), rounds)
+    pair_settings = contrastive_settings(quick)
+    pairs = _span_pair_batches(pair_settings, 8)
+    chunk = speed_choices("cpu").texts_per_forward
+    contrastive = _interleaved({"texts_per_forward": _contrastive_step(chunk, precision, pair_settings, pairs),
+                                "one_forward": _contrastive_step(None, precision, pair_settings, pairs)}, max(2, steps // 2), rounds)
     base = seconds["eager_fast_dropout_cls_only"]
     speedups = {
         "classifier attention: eager over sdpa": seconds["sdpa"] / seconds["eager_torch_dropout"],
@@ -174,7 +181,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
         "classifier cls_only_last_layer over all tokens": seconds["eager_fast_dropout_all_tokens"] / base,
         "fused AdamW over the for-loop": seconds["for_loop_adamw"] / base,
         "mlm attention: eager over sdpa": mlm["sdpa"] / mlm["eager"],
-        "contrastive: length-sorted forwards of 32 texts over one forward": contrastive["one_forward"] / contrastive["texts_per_forward_32"],
+        f"contrastive: length-sorted forwards of {chunk} texts over one forward": contrastive["one_forward"] / contrastive["texts_per_forward"],
     }
     result = {
         "workload": "speed_choices",
