@@ -17,6 +17,7 @@ in the machine's load hits both arms alike, at the precision `train.mixed_precis
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import torch
@@ -57,17 +58,22 @@ def _minilm_classifier(attention: str, fast_dropout: bool, cls_only: bool):
     return model.train()
 
 
-def _classifier_step(model, precision: str, batch: dict, fused: bool = True):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused)
+def _training_step(loss_of, optimizer: torch.optim.Optimizer, precision: str):
+    """One training step of every arm: `loss_of()` under CPU autocast at `precision`, backward, optimizer step."""
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(**batch).loss
+            loss = loss_of()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def _classifier_step(model, precision: str, batch: dict, fused: bool = True):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused)
+    return _training_step(lambda: model(**batch).loss, optimizer, precision)
 
 
 def _mlm_step(attention: str, precision: str, batch_size: int, length: int):
@@ -82,15 +88,7 @@ def _mlm_step(attention: str, precision: str, batch_size: int, length: int):
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(1000, 30000, (batch_size, length), generator=generator)
     labels = torch.where(torch.rand(batch_size, length, generator=generator) < 0.15, input_ids, -100)
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = masked_lm_loss(model, input_ids, labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    return _training_step(lambda: masked_lm_loss(model, input_ids, labels).loss, optimizer, precision)
 
 
 def _contrastive_step(texts_per_forward: int | None, precision: str, settings: dict, batches: list[dict]):
@@ -105,19 +103,14 @@ def _contrastive_step(texts_per_forward: int | None, precision: str, settings: d
     set_training_attention(model, "auto", True, "cpu")
     objective = ContrastiveObjective(model, None, texts_per_forward).train()
     optimizer = torch.optim.AdamW(objective.parameters(), lr=settings["learning_rate"], fused=True)
-    seen = [0]
+    cycle = itertools.cycle(batches)
 
-    def step():
-        batch = dict(batches[seen[0] % len(batches)])
-        seen[0] += 1
-        groups = batch.pop("groups")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            anchors, positives = objective(groups, **batch)
-            loss = info_nce_loss(anchors, positives, None, settings["temperature"], gather_across_processes=False)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def loss_of():
+        batch = dict(next(cycle))
+        anchors, positives = objective(batch.pop("groups"), **batch)
+        return info_nce_loss(anchors, positives, None, settings["temperature"], gather_across_processes=False)
 
+    step = _training_step(loss_of, optimizer, precision)
     step.objective = objective  # what it trains, for a check
     return step
 
